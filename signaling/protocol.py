@@ -1,0 +1,159 @@
+"""The v1 wire contract: one pydantic model per Socket.IO event, in both directions.
+
+This is the only module of the project that `client/` imports, so the Python client, the
+gateway and docs/protocol.md describe the same shapes. Every client payload is parsed
+here with extra fields forbidden and lengths capped, so malformed input is refused with
+an `invalid` error before it reaches the core.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MAX_EVENT_BYTES = 64 * 1024
+"""Largest client payload handled; bigger ones get an `invalid` ack (SDPs are ~5-20 KB)."""
+
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+ShortText = Annotated[str, Field(max_length=500)]
+ChatText = Annotated[str, Field(min_length=1, max_length=2000)]
+Sdp = Annotated[str, Field(min_length=1, max_length=MAX_EVENT_BYTES)]
+ErrorCode = Literal["forbidden", "invalid", "not_found", "conflict", "rate_limited"]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class AdmitPayload(_Payload):
+    participant_id: Id
+
+
+class AdmitAllPayload(_Payload):
+    pass
+
+
+class DenyPayload(_Payload):
+    participant_id: Id
+    reason: ShortText = ""
+
+
+class MutePayload(_Payload):
+    participant_id: Id
+    kind: Literal["audio", "video"]
+    muted: bool
+
+
+class RemovePayload(_Payload):
+    participant_id: Id
+
+
+class LockPayload(_Payload):
+    locked: bool
+
+
+class EndPayload(_Payload):
+    pass
+
+
+class SignalPayload(_Payload):
+    type: Literal["offer", "answer"]
+    sdp: Sdp
+
+
+class ChatPayload(_Payload):
+    text: ChatText
+
+
+class HandPayload(_Payload):
+    raised: bool
+
+
+class LeavePayload(_Payload):
+    pass
+
+
+CLIENT_EVENTS: dict[str, type[_Payload]] = {
+    "admit": AdmitPayload,
+    "admit_all": AdmitAllPayload,
+    "deny": DenyPayload,
+    "mute": MutePayload,
+    "remove": RemovePayload,
+    "lock": LockPayload,
+    "end": EndPayload,
+    "signal": SignalPayload,
+    "chat": ChatPayload,
+    "hand": HandPayload,
+    "leave": LeavePayload,
+}
+"""Client -> server events by name (the Socket.IO event name is the discriminator)."""
+
+
+class ProtocolError(Exception):
+    """A client payload that cannot be used; `message` is safe to send back and to log."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+
+
+def parse_client_event(event: str, data: Any) -> _Payload:
+    """The typed payload of a client event, or ProtocolError saying what is wrong."""
+    model = CLIENT_EVENTS.get(event)
+    if model is None:
+        raise ProtocolError("invalid", f"unknown event {event[:40]!r}")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid", f"{event}: payload must be an object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}"
+            for err in exc.errors(include_input=False)[:5]
+        )
+        raise ProtocolError("invalid", f"{event}: {problems}") from None
+
+
+def ok(**fields: Any) -> dict[str, Any]:
+    """A successful ack."""
+    return {"ok": True, **fields}
+
+
+def error(code: ErrorCode, message: str) -> dict[str, Any]:
+    """A refused ack: `code` for programs, `message` for people."""
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+# Server -> client payloads (documented shapes; the gateway builds them as dicts).
+
+
+class SignalMessage(BaseModel):
+    type: Literal["offer", "answer"]
+    sdp: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    name: str
+    text: str
+    room: str
+    at: str
+
+
+class NoticeMessage(BaseModel):
+    kind: str
+    text: str
+
+
+class EndedMessage(BaseModel):
+    reason: str = "ended"
+
+
+SERVER_EVENTS = ("state", "signal", "chat", "notice", "ended")
+"""Server -> client event names."""
