@@ -1,0 +1,216 @@
+"""The storage contract, written once and run on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from server.apikeys import ApiKeys
+from server.crypto.keyring import KeyRing
+from server.ledger import AUDIT_STREAM, Ledger
+from server.storage.database import Database
+from server.storage.ledger_store import SignedHead, StoredRecord
+from server.storage.schema import MIGRATIONS, ledger_records, schema_migrations
+from signaling.ports import LedgerConflict
+
+from .db_fixtures import *  # noqa: F403  (fixtures, found by pytest by name)
+from .db_fixtures import DbTarget
+
+
+def _events(n: int, start: int = 1) -> list[dict[str, object]]:
+    return [{"type": "joined", "n": i, "name": "Zoë 🙂"} for i in range(start, start + n)]
+
+
+# -- schema ------------------------------------------------------------------------------
+
+
+async def test_migrations_are_recorded_and_idempotent(
+    database: Database, db_target: DbTarget
+) -> None:
+    again = await db_target.open()
+    await again.close()
+    async with database.engine.connect() as conn:
+        versions = (await conn.execute(select(schema_migrations.c.version))).scalars().all()
+    assert sorted(versions) == [m.version for m in MIGRATIONS]
+    assert database.schema_version == MIGRATIONS[-1].version
+
+
+# -- ledger through the mapper -----------------------------------------------------------
+
+
+async def test_append_then_load_round_trips(database: Database, keyring: KeyRing) -> None:
+    ledger = Ledger(database.ledger, keyring)
+    await ledger.append("s_a", 1, _events(3))
+    await ledger.append("s_a", 4, _events(2, start=4))
+    await ledger.append("s_b", 1, _events(1))
+    assert await ledger.load("s_a") == _events(5)
+    assert await ledger.load("s_b") == _events(1)
+    assert await ledger.load("s_unknown") == []
+    assert await ledger.streams() == ["s_a", "s_b"]
+
+
+async def test_records_are_not_stored_in_clear(database: Database, keyring: KeyRing) -> None:
+    await Ledger(database.ledger, keyring).append("s_a", 1, [{"name": "Alice Example"}])
+    async with database.engine.connect() as conn:
+        blobs = (await conn.execute(select(ledger_records.c.ciphertext))).scalars().all()
+    assert blobs and all(b"Alice" not in bytes(b) for b in blobs)
+
+
+async def test_duplicate_seq_conflicts_and_loses_nothing(
+    database: Database, keyring: KeyRing
+) -> None:
+    ledger = Ledger(database.ledger, keyring)
+    await ledger.append("s_a", 1, _events(2))
+    with pytest.raises(LedgerConflict):
+        await ledger.append("s_a", 2, [{"type": "forked"}])
+    # A second writer with its own cache (another node) hits the database's refusal.
+    other = Ledger(database.ledger, keyring)
+    await other.append("s_a", 3, _events(1, start=3))
+    with pytest.raises(LedgerConflict):
+        await ledger.append("s_a", 3, [{"type": "forked"}])
+    await ledger.append("s_a", 4, _events(1, start=4))  # the loser re-reads the head
+    assert await Ledger(database.ledger, keyring).load("s_a") == _events(4)
+    assert (await ledger.verify()).ok
+
+
+async def test_concurrent_writers_of_one_seq_one_wins(database: Database, keyring: KeyRing) -> None:
+    writers = [Ledger(database.ledger, keyring) for _ in range(4)]
+    results = await asyncio.gather(
+        *(w.append("s_race", 1, [{"writer": i}]) for i, w in enumerate(writers)),
+        return_exceptions=True,
+    )
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, LedgerConflict) for r in results if r is not None)
+    assert len(await Ledger(database.ledger, keyring).load("s_race")) == 1
+
+
+async def test_store_refuses_a_stale_head_atomically(database: Database) -> None:
+    store = database.ledger
+
+    def rec(seq: int) -> StoredRecord:
+        return StoredRecord("s_cas", seq, "k1", b"n" * 12, b"c", bytes([seq]) * 32)
+
+    first = SignedHead("s_cas", 1, rec(1).mac, b"sig1")
+    await store.append([rec(1)], first, None)
+    second = SignedHead("s_cas", 2, rec(2).mac, b"sig2")
+    await store.append([rec(2)], second, first)
+    with pytest.raises(LedgerConflict):  # head already moved past `first`
+        await store.append([rec(3)], SignedHead("s_cas", 3, rec(3).mac, b"x"), first)
+    with pytest.raises(LedgerConflict):  # stream already exists
+        await store.append([rec(9)], SignedHead("s_cas", 9, rec(9).mac, b"x"), None)
+    head, records = await store.read_stream("s_cas")
+    assert head == second
+    assert [r.seq for r in records] == [1, 2]
+
+
+async def test_rotation_keeps_old_records_readable(
+    database: Database, keyring: KeyRing, tmp_path: Path
+) -> None:
+    ledger = Ledger(database.ledger, keyring)
+    await ledger.append("s_a", 1, _events(2))
+    old = keyring.current_key_id
+    new = keyring.rotate_data_key()
+    assert new != old
+    await ledger.append("s_a", 3, _events(2, start=3))
+    async with database.engine.connect() as conn:
+        used = (await conn.execute(select(ledger_records.c.key_id).distinct())).scalars().all()
+    assert sorted(used) == sorted([old, new])
+    reopened = KeyRing.load_or_create(tmp_path / "keys" / "keyring.json")
+    assert await Ledger(database.ledger, reopened).load("s_a") == _events(4)
+
+
+async def test_appended_records_survive_a_fresh_database(
+    db_target: DbTarget, keyring: KeyRing
+) -> None:
+    async with await db_target.open() as db:
+        await Ledger(db.ledger, keyring).append("s_a", 1, _events(3))
+        await Ledger(db.ledger, keyring).append_audit({"action": "export"})
+    async with await db_target.open() as db:
+        ledger = Ledger(db.ledger, keyring)
+        assert await ledger.load("s_a") == _events(3)
+        await ledger.append("s_a", 4, _events(1, start=4))
+        assert await ledger.load("s_a") == _events(4)
+        report = await ledger.verify()
+    assert report.ok
+    assert (report.streams_checked, report.records_checked) == (2, 5)
+
+
+async def test_audit_assigns_consecutive_seqs(database: Database, keyring: KeyRing) -> None:
+    ledgers = [Ledger(database.ledger, keyring) for _ in range(2)]
+    seqs = await asyncio.gather(
+        *(ledgers[i % 2].append_audit({"action": "export", "i": i}) for i in range(10))
+    )
+    assert sorted(seqs) == list(range(1, 11))
+    loaded = await ledgers[0].load(AUDIT_STREAM)
+    assert sorted(int(r["i"]) for r in loaded) == list(range(10))
+    with pytest.raises(ValueError):
+        await ledgers[0].append(AUDIT_STREAM, 11, [{"action": "sneaky"}])
+
+
+async def test_verify_reports_progress(database: Database, keyring: KeyRing) -> None:
+    ledger = Ledger(database.ledger, keyring)
+    await ledger.append("s_a", 1, _events(2))
+    await ledger.append("s_b", 1, _events(3))
+    seen: list[tuple[str, int]] = []
+    report = await ledger.verify(lambda stream, n: seen.append((stream, n)))
+    assert report.ok and report.first_bad is None
+    assert seen == [("s_a", 2), ("s_b", 5)]
+
+
+# -- session index -----------------------------------------------------------------------
+
+
+async def test_sessions_between_dates(database: Database) -> None:
+    idx = database.sessions
+    pacific = timezone(timedelta(hours=-8))
+    await idx.index_session("s_1", datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
+    await idx.index_session("s_2", datetime(2025, 3, 2, 19, 0, tzinfo=pacific))  # 03:00Z on 3rd
+    await idx.index_session("s_3", datetime(2025, 3, 3, 8, 0, tzinfo=UTC))
+    await idx.index_session("s_4", datetime(2025, 3, 5, 8, 0, tzinfo=UTC))
+    assert await idx.sessions_between(date(2025, 3, 2), date(2025, 3, 3)) == ["s_2", "s_3"]
+    assert await idx.sessions_between(date(2025, 3, 1), date(2025, 3, 1)) == ["s_1"]
+    await idx.index_session("s_1", datetime(2025, 3, 5, 7, 0, tzinfo=UTC))  # rescheduled
+    assert await idx.sessions_between(date(2025, 3, 5), date(2025, 3, 5)) == ["s_1", "s_4"]
+    with pytest.raises(ValueError):
+        await idx.index_session("s_5", datetime(2025, 3, 5, 7, 0))
+
+
+# -- API keys ----------------------------------------------------------------------------
+
+
+async def test_api_key_lifecycle(database: Database) -> None:
+    keys = ApiKeys(database.api_keys)
+    plaintext, key = await keys.create("staff", "scheduler")
+    assert plaintext.startswith(f"ck_{key.id}_")
+    assert key.role == "staff" and key.active and key.created_at.tzinfo is not None
+    assert await keys.authenticate(plaintext) == key
+    _, admin = await keys.create("admin", "ops")
+    assert [k.id for k in await keys.list()] == [key.id, admin.id]
+
+    secret = plaintext.split("_", 2)[2]
+    for bad in (
+        "",
+        "ck_",
+        f"ck_{key.id}",
+        f"ck_{key.id}_",
+        f"ck_{key.id}_x{secret}",
+        f"xx_{key.id}_{secret}",
+        f"ck_nope_{secret}",
+    ):
+        assert await keys.authenticate(bad) is None, bad
+
+    assert await keys.revoke(key.id) is True
+    assert await keys.revoke(key.id) is False
+    assert await keys.revoke("unknown") is False
+    assert await keys.authenticate(plaintext) is None
+    listed = {k.id: k for k in await keys.list()}
+    assert listed[key.id].revoked_at is not None and listed[admin.id].active
+
+
+async def test_api_key_roles_are_checked(database: Database) -> None:
+    with pytest.raises(ValueError):
+        await ApiKeys(database.api_keys).create("root", "x")  # type: ignore[arg-type]
