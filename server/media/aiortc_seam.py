@@ -1,0 +1,159 @@
+"""Every use of aiortc's private API by the relay, in one place.
+
+aiortc has no supported way to forward encoded RTP without decoding it (aiortc#449, #627),
+so the relay hooks its transport layer. aiortc is pinned exactly (pyproject.toml), and
+`tests/unit/test_aiortc_seam.py` calls `check_seam()` so an upgrade that moves a hook
+fails loudly instead of silently decoding again. No other module of `server/media` may
+touch an underscore attribute of an aiortc object.
+
+The hooks:
+- `RTCRtpReceiver.receive` / `RTCRtpSender.send` are replaced per instance, so the stock
+  receiver never starts its decoder thread and the stock sender never starts its encoder
+  loop (which would also wake 50 times a second and emit SRs from counters it never fills).
+  Both hooks still receive the parameters aiortc negotiated, which is what the forwarder
+  needs (payload types, header extensions, SSRCs).
+- `RTCDtlsTransport._register_rtp_receiver` / `_register_rtp_sender` put our sinks in the
+  transport's RTP router; `_send_rtp` is the SRTP egress; `_rtp_header_extensions_map`
+  holds this connection's extension ids.
+- `RTCRtpSender._ssrc`, `_stream_id`, `_track_id` name the SSRC and msid aiortc writes in SDP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
+from aiortc.rtp import AnyRtcpPacket, HeaderExtensionsMap, RtpPacket
+
+ReceiveHook = Callable[[RTCRtpReceiveParameters], Coroutine[Any, Any, None]]
+SendHook = Callable[[RTCRtpSendParameters], Coroutine[Any, Any, None]]
+
+
+class RtpSink(Protocol):
+    """What aiortc's RTP router delivers incoming RTP (and the publisher's RTCP) to."""
+
+    def _handle_disconnect(self) -> None: ...
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None: ...
+    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None: ...
+
+
+class RtcpSink(Protocol):
+    """What aiortc's RTP router delivers a subscriber's feedback (PLI, FIR, NACK, RR) to."""
+
+    _ssrc: int
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None: ...
+
+
+async def _never_receive(parameters: RTCRtpReceiveParameters) -> None:
+    """Stands in for `RTCRtpReceiver.receive` where the relay receives nothing."""
+
+
+async def _never_send(parameters: RTCRtpSendParameters) -> None:
+    """Stands in for `RTCRtpSender.send` where the relay sends nothing itself."""
+
+
+def disarm(transceiver: RTCRtpTransceiver) -> None:
+    """Make sure aiortc never starts a decoder or an encoder for this transceiver.
+
+    Must run before the peer connection's next `__connect` task gets to run, that is
+    without an `await` between the call that created the transceiver and this one.
+    """
+    if "receive" not in vars(transceiver.receiver):
+        hook_receiver(transceiver.receiver, _never_receive)
+    if "send" not in vars(transceiver.sender):
+        hook_sender(transceiver.sender, _never_send)
+
+
+def hook_receiver(receiver: RTCRtpReceiver, hook: ReceiveHook) -> None:
+    """Replace `receiver.receive` (which would start a decoder) with `hook`."""
+    receiver.receive = hook  # type: ignore[method-assign,assignment]
+
+
+def hook_sender(sender: RTCRtpSender, hook: SendHook) -> None:
+    """Replace `sender.send` (which would start an encoder loop) with `hook`."""
+    sender.send = hook  # type: ignore[method-assign,assignment]
+
+
+def register_rtp_receiver(
+    transport: RTCDtlsTransport, sink: RtpSink, parameters: RTCRtpReceiveParameters
+) -> None:
+    """Route the RTP of `parameters` (by SSRC, else payload type) to `sink`."""
+    transport._register_rtp_receiver(sink, parameters)
+
+
+def unregister_rtp_receiver(transport: RTCDtlsTransport, sink: RtpSink) -> None:
+    transport._unregister_rtp_receiver(sink)
+
+
+def register_rtp_sender(
+    transport: RTCDtlsTransport, sink: RtcpSink, parameters: RTCRtpSendParameters
+) -> None:
+    """Route feedback whose media SSRC is `sink._ssrc` to `sink`."""
+    transport._register_rtp_sender(sink, parameters)
+
+
+def unregister_rtp_sender(transport: RTCDtlsTransport, sink: RtcpSink) -> None:
+    transport._unregister_rtp_sender(sink)
+
+
+async def send_rtp(transport: RTCDtlsTransport, data: bytes) -> None:
+    """SRTP-protect and send one serialized RTP or RTCP packet.
+
+    Raises `ConnectionError` while the transport is not connected.
+    """
+    await transport._send_rtp(data)
+
+
+def header_extensions(transport: RTCDtlsTransport) -> HeaderExtensionsMap:
+    """This connection's negotiated header-extension ids (shared by every m-section)."""
+    return transport._rtp_header_extensions_map
+
+
+def sender_ssrc(sender: RTCRtpSender) -> int:
+    """The SSRC aiortc advertises for this sender in SDP."""
+    return sender._ssrc
+
+
+def set_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
+    """Set the `a=msid:<stream> <track>` aiortc will write for this sender."""
+    sender._stream_id = stream_id
+    sender._track_id = track_id
+
+
+def check_seam(transceiver: RTCRtpTransceiver | None = None) -> None:
+    """Raise `RuntimeError` naming every hook this aiortc no longer has.
+
+    Without `transceiver` only class attributes are checked (cheap, done when the relay is
+    built); with one, the instance attributes of its sender and transport are checked too.
+    """
+    missing: list[str] = []
+    for owner, names in (
+        (
+            RTCDtlsTransport,
+            (
+                "_register_rtp_receiver",
+                "_unregister_rtp_receiver",
+                "_register_rtp_sender",
+                "_unregister_rtp_sender",
+                "_send_rtp",
+            ),
+        ),
+        (RTCRtpReceiver, ("receive",)),
+        (RTCRtpSender, ("send",)),
+    ):
+        missing += [f"{owner.__name__}.{n}" for n in names if not hasattr(owner, n)]
+    if transceiver is not None:
+        sender = transceiver.sender
+        missing += [
+            f"RTCRtpSender.{a}"
+            for a in ("_ssrc", "_stream_id", "_track_id")
+            if not hasattr(sender, a)
+        ]
+        extensions = getattr(sender.transport, "_rtp_header_extensions_map", None)
+        if not isinstance(extensions, HeaderExtensionsMap):
+            missing.append("RTCDtlsTransport._rtp_header_extensions_map")
+    if missing:
+        raise RuntimeError("aiortc seam moved: " + ", ".join(missing))

@@ -1,0 +1,312 @@
+"""Encoded RTP from one publisher track to many subscriber tracks, never decoded.
+
+`Ingress` sits in the publisher connection's RTP router where aiortc's decoding receiver
+would be; `Egress` sits in a subscriber connection's router where aiortc's encoding sender
+would be, so that subscriber's PLI, FIR and NACK for the forwarded SSRC reach it.
+Per subscriber the packet gets the subscriber's SSRC, payload type, sequence numbers,
+timestamps, and header extensions re-encoded with that connection's ids (only those
+aiortc parses: mid, abs-send-time, audio level; transport-wide sequence numbers and RIDs
+are dropped, they describe the publisher's connection).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from aiortc import RTCDtlsTransport
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpReceiveParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    HeaderExtensions,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtpPacket,
+    unwrap_rtx,
+)
+
+from server.media import aiortc_seam, rtcp
+from server.media.cache import PacketCache
+from server.media.keyframe import starts_keyframe
+from server.media.rewrite import StreamRewriter
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+def _is_rtx(codec: RTCRtpCodecParameters) -> bool:
+    return codec.mimeType.lower().endswith("/rtx")
+
+
+def _same_codec(a: RTCRtpCodecParameters, b: RTCRtpCodecParameters) -> bool:
+    """Whether a payload of codec `a` can be labelled as codec `b` without transcoding."""
+    if a.mimeType.lower() != b.mimeType.lower() or a.clockRate != b.clockRate:
+        return False
+    if a.mimeType.lower() == "video/h264":
+        mode_a = str(a.parameters.get("packetization-mode", "0"))
+        mode_b = str(b.parameters.get("packetization-mode", "0"))
+        return mode_a == mode_b
+    return True
+
+
+class Ingress:
+    """One published track: receives its RTP, caches it, fans it out, asks for keyframes."""
+
+    def __init__(
+        self,
+        kind: str,
+        rtcp_ssrc: int,
+        on_first_packet: Callable[[str], None],
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.kind = kind
+        self.allowed = True
+        """False drops everything at once (the grant no longer allows this kind)."""
+        self.packets_received = 0
+        self._rtcp_ssrc = rtcp_ssrc
+        self._on_first_packet = on_first_packet
+        self._clock = clock
+        self._cache = PacketCache()
+        self._codecs: dict[int, RTCRtpCodecParameters] = {}
+        self._rtx_ssrcs: dict[int, int] = {}
+        self._egresses: set[Egress] = set()
+        self._transport: RTCDtlsTransport | None = None
+        self._media_ssrc: int | None = None
+        self._throttle = rtcp.KeyframeThrottle()
+        self._keyframe_pending = False
+
+    @property
+    def primary_codec(self) -> RTCRtpCodecParameters | None:
+        """The codec the publisher sends (the first negotiated one that is not RTX)."""
+        return next((c for c in self._codecs.values() if not _is_rtx(c)), None)
+
+    async def bind(self, transport: RTCDtlsTransport, parameters: RTCRtpReceiveParameters) -> None:
+        """Take the place of aiortc's receiver once the publisher's transport is up."""
+        self._codecs = {
+            c.payloadType: c for c in parameters.codecs if c.payloadType is not None
+        }
+        for encoding in parameters.encodings:
+            if encoding.rtx is not None:
+                self._rtx_ssrcs[encoding.rtx.ssrc] = encoding.ssrc
+        if self._transport is None:
+            self._transport = transport
+            aiortc_seam.register_rtp_receiver(transport, self, parameters)
+
+    def unbind(self) -> None:
+        if self._transport is not None:
+            aiortc_seam.unregister_rtp_receiver(self._transport, self)
+        for egress in list(self._egresses):
+            egress.stop()
+
+    def attach(self, egress: Egress) -> None:
+        self._egresses.add(egress)
+
+    def detach(self, egress: Egress) -> None:
+        self._egresses.discard(egress)
+
+    def _handle_disconnect(self) -> None:
+        """The publisher's transport went away; the relay learns it from the plan."""
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        """Publisher SRs are not translated for subscribers (see docs/media.md)."""
+
+    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        if _is_rtx(codec):
+            apt = codec.parameters.get("apt")
+            original_ssrc = self._rtx_ssrcs.get(packet.ssrc, self._media_ssrc)
+            if not isinstance(apt, int) or apt not in self._codecs or original_ssrc is None:
+                return
+            if len(packet.payload) < 2:
+                return  # RTX padding, used only for bandwidth probing
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = self._codecs[apt]
+        if self.packets_received == 0:
+            self._on_first_packet(self.kind)
+        self.packets_received += 1
+        self._media_ssrc = packet.ssrc
+        if not self.allowed:
+            return
+        self._cache.put(packet)
+        now = self._clock()
+        waiting = False
+        for egress in list(self._egresses):
+            await egress.forward(packet, codec, now)
+            waiting = waiting or egress.waiting_for_keyframe
+        if waiting or self._keyframe_pending:
+            await self.request_keyframe()
+
+    async def request_keyframe(self) -> None:
+        """Send the publisher a PLI, at most once per throttle interval."""
+        if self.kind != "video":
+            return
+        if self._transport is None or self._media_ssrc is None:
+            self._keyframe_pending = True
+            return
+        if not self._throttle.allow(self._clock()):
+            return
+        self._keyframe_pending = False
+        await self._send_rtcp(rtcp.pli(self._rtcp_ssrc, self._media_ssrc))
+
+    def cached(self, sequence_number: int) -> RtpPacket | None:
+        return self._cache.get(sequence_number)
+
+    async def request_retransmission(self, sequence_numbers: list[int]) -> None:
+        """NACK the publisher for packets the cache no longer (or never) held."""
+        if self._transport is None or self._media_ssrc is None or not sequence_numbers:
+            return
+        await self._send_rtcp(rtcp.nack(self._rtcp_ssrc, self._media_ssrc, sequence_numbers))
+
+    async def _send_rtcp(self, data: bytes) -> None:
+        assert self._transport is not None
+        with contextlib.suppress(ConnectionError):
+            await aiortc_seam.send_rtp(self._transport, data)
+
+
+class Egress:
+    """One forwarded track on one subscriber's connection."""
+
+    def __init__(self, ingress: Ingress, ssrc: int) -> None:
+        self._ssrc = ssrc
+        """The SSRC the subscriber was told about; aiortc's router routes feedback by it."""
+        self.ingress = ingress
+        self.waiting_for_keyframe = False
+        self.packets_sent = 0
+        self._transport: RTCDtlsTransport | None = None
+        self._mid: str | None = None
+        self._codecs: list[RTCRtpCodecParameters] = []
+        self._pt_map: dict[int, int | None] = {}
+        self._rewriter: StreamRewriter | None = None
+        self._last_in_ssrc: int | None = None
+        self._running = False
+
+    @property
+    def bound(self) -> bool:
+        return self._transport is not None
+
+    async def bind(self, transport: RTCDtlsTransport, parameters: RTCRtpSendParameters) -> None:
+        """Take the place of aiortc's sender once the subscriber's answer is applied."""
+        self._mid = parameters.muxId
+        self._codecs = [c for c in parameters.codecs if not _is_rtx(c)]
+        self._pt_map = {}
+        if self._transport is None:
+            self._transport = transport
+            aiortc_seam.register_rtp_sender(transport, self, parameters)
+
+    def unbind(self) -> None:
+        self.stop()
+        if self._transport is not None:
+            aiortc_seam.unregister_rtp_sender(self._transport, self)
+
+    def start(self, ingress: Ingress) -> None:
+        """Begin forwarding `ingress` (video waits for the next keyframe, which it asks for)."""
+        if self._running and ingress is self.ingress:
+            return
+        self.stop()
+        self.ingress = ingress
+        self._running = True
+        self._restart_stream()
+        ingress.attach(self)
+
+    def stop(self) -> None:
+        """Stop forwarding at once."""
+        self.ingress.detach(self)
+        self._running = False
+        if self._rewriter is not None:
+            self._rewriter.pause()
+
+    def _restart_stream(self) -> None:
+        if self._rewriter is not None:
+            self._rewriter.pause()
+        self.waiting_for_keyframe = self.ingress.kind == "video"
+
+    def _payload_type(self, codec: RTCRtpCodecParameters) -> int | None:
+        if codec.payloadType is None:
+            return None
+        if codec.payloadType not in self._pt_map:
+            match = next((c for c in self._codecs if _same_codec(codec, c)), None)
+            self._pt_map[codec.payloadType] = None if match is None else match.payloadType
+            if self._rewriter is None and match is not None:
+                self._rewriter = StreamRewriter(match.clockRate)
+        return self._pt_map[codec.payloadType]
+
+    async def forward(self, packet: RtpPacket, codec: RTCRtpCodecParameters, now: float) -> None:
+        """Rewrite `packet` for this subscriber and send it (may wait for a keyframe)."""
+        if self._transport is None:
+            return
+        payload_type = self._payload_type(codec)
+        if payload_type is None or self._rewriter is None:
+            return
+        if packet.ssrc != self._last_in_ssrc:
+            self._last_in_ssrc = packet.ssrc
+            self._restart_stream()
+        if self.waiting_for_keyframe:
+            if not starts_keyframe(codec.mimeType, packet.payload):
+                return
+            self.waiting_for_keyframe = False
+        await self._send(packet, payload_type, now)
+
+    async def _send(self, packet: RtpPacket, payload_type: int, now: float) -> None:
+        assert self._transport is not None and self._rewriter is not None
+        mapped = self._rewriter.map(packet.sequence_number, packet.timestamp, now)
+        if mapped is None:
+            return
+        out = RtpPacket(
+            payload_type=payload_type,
+            marker=packet.marker,
+            sequence_number=mapped[0],
+            timestamp=mapped[1],
+            ssrc=self._ssrc,
+            payload=packet.payload,
+        )
+        out.csrc = packet.csrc
+        out.padding_size = packet.padding_size
+        out.extensions = HeaderExtensions(
+            mid=self._mid,
+            abs_send_time=packet.extensions.abs_send_time,
+            audio_level=packet.extensions.audio_level,
+        )
+        data = out.serialize(aiortc_seam.header_extensions(self._transport))
+        try:
+            await aiortc_seam.send_rtp(self._transport, data)
+        except ConnectionError:
+            return
+        self.packets_sent += 1
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        if not self._running:
+            return
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            await self.ingress.request_keyframe()
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            await self._retransmit(packet.lost)
+
+    async def _retransmit(self, lost: list[int]) -> None:
+        """Answer a NACK from the cache; ask the publisher for what is not there."""
+        if self._rewriter is None:
+            return
+        missing: list[int] = []
+        for out_seq in lost:
+            in_seq = self._rewriter.unmap(out_seq)
+            if in_seq is None:
+                continue
+            cached = self.ingress.cached(in_seq)
+            if cached is None:
+                missing.append(in_seq)
+                continue
+            codec_pt = self._pt_map.get(cached.payload_type)
+            if codec_pt is not None:
+                await self._send(cached, codec_pt, time.monotonic())
+        await self.ingress.request_retransmission(missing)

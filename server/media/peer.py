@@ -1,0 +1,360 @@
+"""One participant's peer connection on the relay, and the lane that negotiates it.
+
+All SDP work on one connection happens under one lock, and at most one relay offer is in
+flight: a change that arrives meanwhile only marks the peer dirty, and the next offer is
+made when the answer comes back. Forwarded tracks are m-sections the relay adds
+(sendonly, msid = publisher id); a track that stops being wanted is set inactive and
+stops forwarding at once, before the client has even seen the new offer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpCodecCapability,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc import sdp as aiortc_sdp
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
+
+from server.media import aiortc_seam, ice
+from server.media.forwarder import Egress, Ingress
+from server.media.routing import TrackKey
+from server.media.settings import RelaySettings
+from signaling.ports import MediaKind
+
+logger = logging.getLogger(__name__)
+
+SendOffer = Callable[[str], Awaitable[None]]
+OnFirstPacket = Callable[[str], None]
+OnPublicationsChanged = Callable[[], None]
+
+SENDING_DIRECTIONS = ("sendonly", "sendrecv")
+USABLE_FINGERPRINTS = ("sha-256", "sha-384", "sha-512")
+_track_numbers = itertools.count(1)
+
+
+class SdpRejected(ValueError):
+    """SDP the relay cannot use; the message is short and carries no SDP content."""
+
+
+@dataclass
+class _Slot:
+    """A relay-added m-section carrying one forwarded track to this participant."""
+
+    transceiver: RTCRtpTransceiver
+    egress: Egress
+    live: bool = False
+    """The last answered offer had this m-section sendonly."""
+
+
+class RelayPeer:
+    """The relay's side of one participant: its publications and its forwarded tracks."""
+
+    def __init__(
+        self,
+        settings: RelaySettings,
+        send_offer: SendOffer,
+        on_first_packet: OnFirstPacket,
+        on_publications_changed: OnPublicationsChanged,
+    ) -> None:
+        self._settings = settings
+        self._send_offer = send_offer
+        self._on_first_packet = on_first_packet
+        self._on_publications_changed = on_publications_changed
+        self._pc: RTCPeerConnection | None = None
+        self._remote_ufrag: str | None = None
+        self._lock = asyncio.Lock()
+        self._offer_in_flight = False
+        self._dirty = False
+        self._closed = False
+        self._wanted: dict[TrackKey, Ingress] = {}
+        self._slots: dict[TrackKey, _Slot] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.ingresses: dict[MediaKind, Ingress] = {}
+
+    @property
+    def published_kinds(self) -> frozenset[MediaKind]:
+        return frozenset(self.ingresses)
+
+    @property
+    def peer_connection(self) -> RTCPeerConnection | None:
+        return self._pc
+
+    @property
+    def egresses(self) -> dict[TrackKey, Egress]:
+        return {key: slot.egress for key, slot in self._slots.items()}
+
+    # -- signaling ---------------------------------------------------------------
+
+    async def accept_offer(self, sdp: str) -> str:
+        """Apply the participant's offer and return the relay's answer."""
+        async with self._lock:
+            try:
+                answer = await asyncio.wait_for(
+                    self._accept_offer(sdp), self._settings.negotiation_timeout_s
+                )
+            except SdpRejected:
+                raise
+            except Exception as exc:
+                logger.info("offer rejected (%s)", type(exc).__name__)
+                await self._reset()
+                self._on_publications_changed()
+                raise SdpRejected(f"unusable offer ({type(exc).__name__})") from None
+        self._on_publications_changed()
+        self._schedule_negotiation()
+        return answer
+
+    async def accept_answer(self, sdp: str) -> None:
+        """Apply the participant's answer to the relay's outstanding offer."""
+        async with self._lock:
+            pc = self._pc
+            if pc is None or not self._offer_in_flight:
+                raise SdpRejected("no relay offer is outstanding")
+            filtered = ice.filter_remote_candidates(sdp, self._settings.allowed_networks)
+            try:
+                await asyncio.wait_for(
+                    pc.setRemoteDescription(RTCSessionDescription(sdp=filtered, type="answer")),
+                    self._settings.negotiation_timeout_s,
+                )
+            except Exception as exc:
+                logger.info("answer rejected (%s)", type(exc).__name__)
+                await self._reset()
+                self._on_publications_changed()
+                raise SdpRejected(f"unusable answer ({type(exc).__name__})") from None
+            self._offer_in_flight = False
+            for key, slot in self._slots.items():
+                slot.live = slot.transceiver.direction == "sendonly"
+                self._start_if_ready(key)
+        self._schedule_negotiation()
+
+    async def _accept_offer(self, sdp: str) -> str:
+        filtered = ice.filter_remote_candidates(sdp, self._settings.allowed_networks)
+        parsed = aiortc_sdp.SessionDescription.parse(filtered)
+        media = [m for m in parsed.media if m.kind in ("audio", "video")]
+        if not media:
+            raise SdpRejected("offer has no audio or video section")
+        if not all(_has_usable_fingerprint(m) for m in parsed.media):
+            raise SdpRejected("offer has no usable DTLS fingerprint")
+        ufrag = media[0].ice.usernameFragment if media[0].ice is not None else None
+        if self._pc is not None and ufrag != self._remote_ufrag:
+            await self._reset()  # a fresh connection from the same participant
+        if self._pc is None:
+            self._pc = self._new_peer_connection()
+        pc = self._pc
+        if pc.signalingState != "stable":
+            raise SdpRejected("a relay offer is outstanding; answer it first")
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=filtered, type="offer"))
+        # No await between here and the hooks: aiortc's connect task must find them.
+        directions = {m.rtp.muxId: m.direction for m in media}
+        for transceiver in pc.getTransceivers():
+            self._adopt(transceiver, directions)
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        self._remote_ufrag = ufrag
+        return str(pc.localDescription.sdp)
+
+    def _new_peer_connection(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=list(self._settings.ice_servers),
+                bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+            )
+        )
+
+        def on_state_change() -> None:
+            if pc.connectionState == "failed" and pc is self._pc:
+                self._spawn(self._release_failed(pc))
+
+        pc.on("connectionstatechange", on_state_change)
+        return pc
+
+    async def _release_failed(self, pc: RTCPeerConnection) -> None:
+        """ICE or DTLS failed: free the connection; the participant may offer again."""
+        async with self._lock:
+            if pc is self._pc:
+                await self._reset()
+        self._on_publications_changed()
+
+    def _adopt(self, transceiver: RTCRtpTransceiver, directions: dict[str, str | None]) -> None:
+        """Put an Ingress where aiortc's decoder would go, for the first track of each kind."""
+        kind = transceiver.kind
+        sending = directions.get(transceiver.mid or "") in SENDING_DIRECTIONS
+        if (
+            sending
+            and kind in ("audio", "video")
+            and kind not in self.ingresses
+            and not self._is_slot(transceiver)
+        ):
+            media_kind: MediaKind = "audio" if kind == "audio" else "video"
+            ingress = Ingress(
+                kind,
+                rtcp_ssrc=aiortc_seam.sender_ssrc(transceiver.sender),
+                on_first_packet=self._on_first_packet,
+            )
+            self.ingresses[media_kind] = ingress
+            receiver = transceiver.receiver
+
+            async def bind(parameters: RTCRtpReceiveParameters) -> None:
+                await ingress.bind(receiver.transport, parameters)
+
+            aiortc_seam.hook_receiver(receiver, bind)
+        aiortc_seam.disarm(transceiver)
+
+    def _is_slot(self, transceiver: RTCRtpTransceiver) -> bool:
+        return any(slot.transceiver is transceiver for slot in self._slots.values())
+
+    # -- forwarding ----------------------------------------------------------------
+
+    def set_wanted(self, wanted: dict[TrackKey, Ingress]) -> None:
+        """Forward exactly these tracks: stops the others at once, negotiates additions."""
+        self._wanted = dict(wanted)
+        for key, slot in self._slots.items():
+            target = wanted.get(key)
+            if target is None:
+                slot.egress.stop()
+            else:
+                self._start_if_ready(key)
+        active = {k for k, s in self._slots.items() if s.transceiver.direction == "sendonly"}
+        if active != set(wanted):
+            self._dirty = True
+            self._schedule_negotiation()
+
+    def _start_if_ready(self, key: TrackKey) -> None:
+        slot = self._slots.get(key)
+        ingress = self._wanted.get(key)
+        if slot is not None and ingress is not None and slot.live and slot.egress.bound:
+            slot.egress.start(ingress)
+
+    def _schedule_negotiation(self) -> None:
+        if self._dirty and not self._closed:
+            self._spawn(self._negotiate())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _negotiate(self) -> None:
+        async with self._lock:
+            pc = self._pc
+            if self._closed or pc is None or self._offer_in_flight or not self._dirty:
+                return
+            if pc.signalingState != "stable" or pc.remoteDescription is None:
+                return
+            self._dirty = False
+            if not self._sync_slots(pc):
+                return
+            try:
+                offer = await asyncio.wait_for(
+                    pc.createOffer(), self._settings.negotiation_timeout_s
+                )
+                await asyncio.wait_for(
+                    pc.setLocalDescription(offer), self._settings.negotiation_timeout_s
+                )
+            except Exception as exc:
+                logger.warning("relay offer failed (%s)", type(exc).__name__)
+                await self._reset()
+                self._on_publications_changed()
+                return
+            self._offer_in_flight = True
+            sdp = str(pc.localDescription.sdp)
+        try:
+            await self._send_offer(sdp)
+        except Exception as exc:
+            logger.warning("delivering a relay offer failed (%s)", type(exc).__name__)
+
+    def _sync_slots(self, pc: RTCPeerConnection) -> bool:
+        """Make the m-sections match the wanted tracks; whether anything changed."""
+        changed = False
+        for key, ingress in self._wanted.items():
+            slot = self._slots.get(key)
+            if slot is None:
+                self._slots[key] = self._add_slot(pc, key, ingress)
+                changed = True
+            elif slot.transceiver.direction != "sendonly":
+                slot.transceiver.direction = "sendonly"
+                changed = True
+        for key, slot in self._slots.items():
+            if key not in self._wanted and slot.transceiver.direction != "inactive":
+                slot.transceiver.direction = "inactive"
+                changed = True
+        return changed
+
+    def _add_slot(self, pc: RTCPeerConnection, key: TrackKey, ingress: Ingress) -> _Slot:
+        publisher, kind = key
+        transceiver = pc.addTransceiver(kind, direction="sendonly")
+        preferences = _codec_preferences(kind, ingress)
+        if preferences:
+            transceiver.setCodecPreferences(preferences)
+        sender = transceiver.sender
+        aiortc_seam.set_msid(sender, publisher, f"{publisher}-{kind}-{next(_track_numbers)}")
+        egress = Egress(ingress, aiortc_seam.sender_ssrc(sender))
+
+        async def bind(parameters: RTCRtpSendParameters) -> None:
+            await egress.bind(sender.transport, parameters)
+            self._start_if_ready(key)
+
+        aiortc_seam.hook_sender(sender, bind)
+        aiortc_seam.disarm(transceiver)
+        return _Slot(transceiver=transceiver, egress=egress)
+
+    # -- teardown --------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Release the peer connection; no more offers are made."""
+        self._closed = True
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+        await self._reset()
+
+    async def _reset(self) -> None:
+        """Drop the connection and everything bound to it (the participant may offer anew)."""
+        for slot in self._slots.values():
+            slot.egress.unbind()
+        for ingress in self.ingresses.values():
+            ingress.unbind()
+        self._slots.clear()
+        self.ingresses.clear()
+        self._offer_in_flight = False
+        self._dirty = bool(self._wanted)
+        self._remote_ufrag = None
+        pc, self._pc = self._pc, None
+        if pc is not None:
+            try:
+                await asyncio.wait_for(pc.close(), self._settings.negotiation_timeout_s)
+            except Exception as exc:  # aiortc's close can itself fail after a bad SDP
+                logger.info("closing a peer connection failed (%s)", type(exc).__name__)
+
+
+def _has_usable_fingerprint(media: aiortc_sdp.MediaDescription) -> bool:
+    """aiortc checks fingerprints only after the DTLS handshake; refuse hopeless offers early."""
+    if media.dtls is None:
+        return False
+    return any(f.algorithm.lower() in USABLE_FINGERPRINTS for f in media.dtls.fingerprints)
+
+
+def _codec_preferences(kind: str, ingress: Ingress) -> list[RTCRtpCodecCapability]:
+    """Offer the subscriber only the publisher's codec, so no payload needs transcoding."""
+    codec = ingress.primary_codec
+    if codec is None:
+        return []
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    exact = [
+        c
+        for c in capabilities
+        if c.mimeType.lower() == codec.mimeType.lower() and c.parameters == codec.parameters
+    ]
+    return exact or [c for c in capabilities if c.mimeType.lower() == codec.mimeType.lower()][:1]

@@ -1,0 +1,138 @@
+"""The media relay (SFU): the data plane behind `signaling.ports.Relay`.
+
+One `RelayPeer` per participant in the current plan; forwarding follows the plan's rooms
+and grants (`routing.wanted_tracks`). Removals take effect before `apply_plan` returns
+(packets stop at once); additions are negotiated with the participant by relay offers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.media import aiortc_seam
+from server.media.ice import enable_loopback_gathering
+from server.media.peer import RelayPeer, SdpRejected
+from server.media.routing import grant_allows, wanted_tracks
+from server.media.settings import RelaySettings
+from signaling.ports import MediaKind, MediaPlan, RelayListener, SignalType
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Session:
+    plan: MediaPlan
+    peers: dict[str, RelayPeer] = field(default_factory=dict)
+    published: dict[str, set[MediaKind]] = field(default_factory=dict)
+    """Kinds whose RTP has been seen, per participant, for `media_published`."""
+
+
+class MediaRelay:
+    """Forwards encoded media between the participants of each session's rooms."""
+
+    def __init__(self, listener: RelayListener, settings: RelaySettings | None = None) -> None:
+        aiortc_seam.check_seam()
+        self._listener = listener
+        self._settings = settings or RelaySettings()
+        self._sessions: dict[str, _Session] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        if self._settings.gather_loopback:
+            enable_loopback_gathering()
+
+    def peer(self, session_id: str, participant_id: str) -> RelayPeer | None:
+        """The relay side of one participant (for tests and metrics)."""
+        session = self._sessions.get(session_id)
+        return None if session is None else session.peers.get(participant_id)
+
+    async def apply_plan(self, plan: MediaPlan) -> None:
+        session = self._sessions.get(plan.session_id)
+        if session is None:
+            session = self._sessions[plan.session_id] = _Session(plan=plan)
+        session.plan = plan
+        gone = [session.peers.pop(pid) for pid in list(session.peers) if pid not in plan.grants]
+        for pid in plan.grants:
+            if pid not in session.peers:
+                session.peers[pid] = self._new_peer(session, pid)
+        self._route(session)
+        await asyncio.gather(*(peer.close() for peer in gone))
+        if not plan.grants:
+            self._sessions.pop(plan.session_id, None)
+
+    async def signal(
+        self, session_id: str, participant_id: str, kind: SignalType, sdp: str
+    ) -> str | None:
+        peer = self.peer(session_id, participant_id)
+        if peer is None:
+            raise ValueError("no media path for this participant")
+        if not isinstance(sdp, str) or not sdp:
+            raise ValueError("empty SDP")
+        try:
+            if kind == "offer":
+                return await peer.accept_offer(sdp)
+            if kind == "answer":
+                await peer.accept_answer(sdp)
+                return None
+        except SdpRejected as exc:
+            raise ValueError(str(exc)) from None
+        raise ValueError("signal type must be offer or answer")
+
+    async def close_session(self, session_id: str) -> None:
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            await asyncio.gather(*(peer.close() for peer in session.peers.values()))
+
+    async def close(self) -> None:
+        """Release every session (server shutdown)."""
+        for session_id in list(self._sessions):
+            await self.close_session(session_id)
+
+    def _new_peer(self, session: _Session, participant_id: str) -> RelayPeer:
+        session_id = session.plan.session_id
+
+        async def send_offer(sdp: str) -> None:
+            await self._listener.send_signal(session_id, participant_id, "offer", sdp)
+
+        def on_first_packet(kind: str) -> None:
+            seen = session.published.setdefault(participant_id, set())
+            seen.add("audio" if kind == "audio" else "video")
+            self._spawn(
+                self._listener.media_published(session_id, participant_id, frozenset(seen))
+            )
+
+        return RelayPeer(
+            self._settings,
+            send_offer=send_offer,
+            on_first_packet=on_first_packet,
+            on_publications_changed=lambda: self._route(session),
+        )
+
+    def _route(self, session: _Session) -> None:
+        """Apply grants and rooms to every ingress and every subscriber, synchronously."""
+        plan = session.plan
+        published = {pid: peer.published_kinds for pid, peer in session.peers.items()}
+        for pid, peer in session.peers.items():
+            grant = plan.grants.get(pid)
+            for kind, ingress in peer.ingresses.items():
+                ingress.allowed = grant is not None and grant_allows(grant, kind)
+        for pid, peer in session.peers.items():
+            peer.set_wanted(
+                {
+                    key: session.peers[key[0]].ingresses[key[1]]
+                    for key in wanted_tracks(plan, pid, published)
+                }
+            )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except Exception as exc:
+                logger.warning("relay listener failed (%s)", type(exc).__name__)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

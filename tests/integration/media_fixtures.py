@@ -1,0 +1,109 @@
+"""Shared helpers for relay tests: real aiortc clients on loopback, no mocks.
+
+`Harness` plays the control plane: it applies plans and routes the relay's offers to
+the right client's `MediaPeer`, answering them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from client.media import MediaPeer, ReceivedStats
+from server.media.relay import MediaRelay
+from server.media.settings import RelaySettings
+from signaling.ports import MediaGrant, MediaKind, MediaPlan, SignalType
+
+SESSION = "s1"
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], timeout: float = 8.0, interval: float = 0.02
+) -> float:
+    """Poll `condition` until true; returns the seconds it took. Fails at the deadline."""
+    start = time.monotonic()
+    while True:
+        if await condition():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+def grant(pid: str, room: str = "main", audio: bool = True, video: bool = True) -> MediaGrant:
+    return MediaGrant(participant_id=pid, room=room, send_audio=audio, send_video=video)
+
+
+def plan(*grants: MediaGrant, session_id: str = SESSION) -> MediaPlan:
+    return MediaPlan(session_id=session_id, grants={g.participant_id: g for g in grants})
+
+
+@dataclass
+class Harness:
+    """A relay, its listener, and the clients it serves."""
+
+    relay: MediaRelay = field(init=False)
+    peers: dict[str, MediaPeer] = field(default_factory=dict)
+    published: dict[str, frozenset[MediaKind]] = field(default_factory=dict)
+    offers_sent: int = 0
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.relay = MediaRelay(self, RelaySettings.for_loopback())
+
+    # RelayListener
+    async def send_signal(
+        self, session_id: str, participant_id: str, kind: SignalType, sdp: str
+    ) -> None:
+        self.offers_sent += 1
+        peer = self.peers[participant_id]
+
+        async def answer() -> None:
+            answer_sdp = await peer.handle_offer(sdp)
+            await self.relay.signal(session_id, participant_id, "answer", answer_sdp)
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def media_published(
+        self, session_id: str, participant_id: str, kinds: frozenset[MediaKind]
+    ) -> None:
+        self.published[participant_id] = kinds
+
+    # driving
+    async def join(self, pid: str, audio: bool = True, video: bool = True) -> MediaPeer:
+        """Create a client and run its first offer/answer through the relay."""
+        peer = MediaPeer(publish_audio=audio, publish_video=video, loopback=True)
+        self.peers[pid] = peer
+        answer = await self.relay.signal(SESSION, pid, "offer", await peer.create_offer())
+        assert answer is not None
+        await peer.apply_answer(answer)
+        return peer
+
+    async def stats(self, pid: str) -> dict[str, ReceivedStats]:
+        return await self.peers[pid].stats()
+
+    def sees(self, viewer: str, *publishers: str, audio: bool = True) -> Callable[
+        [], Awaitable[bool]
+    ]:
+        """Condition: `viewer` decoded video (and audio) frames from every publisher."""
+
+        async def check() -> bool:
+            stats = await self.stats(viewer)
+            return all(
+                p in stats
+                and stats[p].video_frames > 0
+                and (not audio or stats[p].audio_frames > 0)
+                for p in publishers
+            )
+
+        return check
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.relay.close()
+        await asyncio.gather(*(p.close() for p in self.peers.values()))
