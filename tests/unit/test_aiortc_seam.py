@@ -1,0 +1,106 @@
+"""Fails loudly when an aiortc (or aioice) upgrade moves a hook the relay depends on."""
+
+from __future__ import annotations
+
+import inspect
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpReceiveParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtp import AnyRtcpPacket, RtcpPsfbPacket, RtpPacket
+
+from server.media import aiortc_seam
+
+
+def test_class_hooks_exist() -> None:
+    aiortc_seam.check_seam()
+
+
+async def test_instance_hooks_exist() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        aiortc_seam.check_seam(pc.addTransceiver("video"))
+    finally:
+        await pc.close()
+
+
+async def test_disarmed_transceiver_never_starts_a_decoder_or_encoder() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transceiver = pc.addTransceiver("video")
+        aiortc_seam.disarm(transceiver)
+        vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+        await transceiver.receiver.receive(RTCRtpReceiveParameters(codecs=[vp8]))
+        await transceiver.sender.send(RTCRtpSendParameters(codecs=[vp8]))
+        assert transceiver.receiver._RTCRtpReceiver__decoder_thread is None  # type: ignore[attr-defined]
+        assert transceiver.sender._RTCRtpSender__rtp_task is None  # type: ignore[attr-defined]
+    finally:
+        await pc.close()
+
+
+class _Sink:
+    def __init__(self, ssrc: int) -> None:
+        self._ssrc = ssrc
+        self.rtp: list[RtpPacket] = []
+        self.rtcp: list[AnyRtcpPacket] = []
+
+    def _handle_disconnect(self) -> None:
+        pass
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        self.rtcp.append(packet)
+
+    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        self.rtp.append(packet)
+
+
+async def test_router_delivers_rtp_and_feedback_to_registered_sinks() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transport = pc.addTransceiver("video").receiver.transport
+        vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+        ingress, egress = _Sink(0), _Sink(1234)
+        aiortc_seam.register_rtp_receiver(
+            transport, ingress, RTCRtpReceiveParameters(codecs=[vp8])
+        )
+        aiortc_seam.register_rtp_sender(transport, egress, RTCRtpSendParameters(codecs=[vp8]))
+        await transport._handle_rtp_data(  # the router entry point the relay relies on
+            RtpPacket(payload_type=97, ssrc=42, payload=b"\x10\x00").serialize(), 0
+        )
+        await transport._handle_rtcp_data(
+            bytes(RtcpPsfbPacket(fmt=1, ssrc=9, media_ssrc=1234))
+        )
+        assert [p.ssrc for p in ingress.rtp] == [42]
+        assert len(egress.rtcp) == 1
+        aiortc_seam.unregister_rtp_receiver(transport, ingress)
+        aiortc_seam.unregister_rtp_sender(transport, egress)
+    finally:
+        await pc.close()
+
+
+async def test_header_extension_ids_are_per_connection() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transport = pc.addTransceiver("audio").receiver.transport
+        mid = RTCRtpHeaderExtensionParameters(id=7, uri="urn:ietf:params:rtp-hdrext:sdes:mid")
+        aiortc_seam.register_rtp_sender(
+            transport, _Sink(1), RTCRtpSendParameters(headerExtensions=[mid])
+        )
+        packet = RtpPacket(payload_type=111, payload=b"x")
+        packet.extensions.mid = "3"
+        data = packet.serialize(aiortc_seam.header_extensions(transport))
+        assert data[12:14] == b"\xbe\xde" and data[16] >> 4 == 7
+    finally:
+        await pc.close()
+
+
+def test_aioice_still_decides_host_addresses_in_one_function() -> None:
+    params = list(inspect.signature(aioice.ice.get_host_addresses).parameters)
+    assert params == ["use_ipv4", "use_ipv6"]
+    source = inspect.getsource(aioice.ice.Connection.gather_candidates)
+    assert "get_host_addresses(" in source
