@@ -123,6 +123,10 @@ class Gateway:
         sio.on("*", self._any_event)
         hub.add_observer(self)
 
+    def attach_relay(self, relay: Relay) -> None:
+        """Give the gateway its relay (built after it: the relay needs it as listener)."""
+        self._relay = relay
+
     def connection_count(self) -> int:
         return len(self._conns)
 
@@ -168,7 +172,8 @@ class Gateway:
 
     @staticmethod
     def _refuse(message: str, code: str) -> NoReturn:
-        raise socketio.exceptions.ConnectionRefusedError({"message": message, "code": code})
+        # Stock clients read `err.message` and `err.data.code`.
+        raise socketio.exceptions.ConnectionRefusedError(message, {"code": code})
 
     async def _go_live(self, conn: _Connection) -> None:
         """Flush what was emitted before python-socketio finished the handshake."""

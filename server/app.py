@@ -1,0 +1,135 @@
+"""Composition root: builds one Circle process (HTTP, Socket.IO, ledger, relay) from Settings.
+
+The single factory used by `circle serve` and by the tests, in the aiohttp-demos manner:
+everything with a lifetime is opened in a cleanup context and closed in reverse order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import socketio
+from aiohttp import web
+from aiortc import RTCIceServer
+
+from server.apikeys import ApiKeys
+from server.attendance.service import AttendanceService
+from server.auth.tokens import JoinTokenService
+from server.config import Settings
+from server.crypto.keyring import KeyRing
+from server.http_api import MAX_BODY_BYTES, SERVICES, errors_and_auth, setup_routes
+from server.ledger import Ledger
+from server.metrics import Metrics
+from server.services import Services
+from server.storage.database import open_database
+from server.webapp import setup_web
+from signaling.gateway import Gateway, GatewayLimits
+from signaling.runtime import SessionHub
+
+if TYPE_CHECKING:
+    from server.media.relay import MediaRelay
+
+log = logging.getLogger("circle.app")
+
+RECOVERY_WINDOW = timedelta(days=2)
+"""Sessions scheduled this close to now may still be live after a restart."""
+
+SOCKET_BUFFER_BYTES = 1_000_000
+"""Engine.IO's hard cap: bigger messages close the transport. Smaller ones over the
+gateway's own cap (64 KiB) get an `invalid` ack instead."""
+
+
+def build_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.middlewares.append(errors_and_auth)
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        max_http_buffer_size=SOCKET_BUFFER_BYTES,
+        ping_interval=10,
+        ping_timeout=10,
+        logger=False,
+        engineio_logger=False,
+    )
+    sio.attach(app)
+    setup_routes(app)
+    setup_web(app)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        services, relay = await _start(settings, sio)
+        app[SERVICES] = services
+        yield
+        await services.hub.close()
+        if relay is not None:
+            await relay.close()
+        await services.db.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _start(
+    settings: Settings, sio: socketio.AsyncServer
+) -> tuple[Services, MediaRelay | None]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    keyring = KeyRing.load_or_create(settings.keys_path)
+    db = await open_database(settings.db_url)
+    ledger = Ledger(db.ledger, keyring)
+    metrics = Metrics()
+    hub = SessionHub(ledger, clock=lambda: datetime.now(UTC))
+    tokens = JoinTokenService(keyring.token_private_key, keyring.token_public_key)
+    gateway = Gateway(
+        sio,
+        hub,
+        tokens,
+        limits=GatewayLimits(burst=settings.events_burst, per_second=settings.events_per_second),
+        pseudonym=keyring.pseudonym,
+        on_event=metrics.event_handled,
+    )
+    relay = _start_relay(settings, gateway) if settings.media else None
+    if relay is not None:
+        gateway.attach_relay(relay)
+    services = Services(
+        settings=settings,
+        db=db,
+        keyring=keyring,
+        ledger=ledger,
+        hub=hub,
+        gateway=gateway,
+        tokens=tokens,
+        api_keys=ApiKeys(db.api_keys),
+        attendance=AttendanceService(ledger.load, db.sessions.sessions_between, settings.zone),
+        metrics=metrics,
+    )
+    today = datetime.now(settings.zone).date()
+    recent = await db.sessions.sessions_between(today - RECOVERY_WINDOW, today + RECOVERY_WINDOW)
+    recovered = await hub.recover(recent)
+    if recovered:
+        log.info("recovered %d live session(s) from the ledger", recovered)
+    return services, relay
+
+
+def _start_relay(settings: Settings, gateway: Gateway) -> MediaRelay:
+    """The in-process media relay; imported here so a media-less server never loads aiortc."""
+    from server.media.relay import MediaRelay
+    from server.media.settings import RelaySettings
+
+    loopback = ipaddress.ip_address(_resolve(settings.host)).is_loopback
+    if loopback and not settings.allowed_candidate_networks:
+        relay_settings = RelaySettings.for_loopback()
+    else:
+        relay_settings = RelaySettings(
+            ice_servers=[RTCIceServer(**server) for server in settings.ice_servers],
+            allowed_networks=tuple(
+                ipaddress.ip_network(n, strict=False) for n in settings.allowed_candidate_networks
+            ),
+            gather_loopback=loopback,
+        )
+    return MediaRelay(gateway, relay_settings)
+
+
+def _resolve(host: str) -> str:
+    return "127.0.0.1" if host in ("localhost", "") else host

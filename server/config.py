@@ -1,0 +1,83 @@
+"""Settings: sane one-box defaults, overridable from `CIRCLE_*` environment variables and CLI.
+
+`circle serve` with no flags runs on 127.0.0.1:8080 with SQLite in ./circle-data; every
+production knob (PostgreSQL, Redis, TURN, public URL) is a setting, never a code change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the server reads at start (see deploy/circle.env.example)."""
+
+    model_config = SettingsConfigDict(env_prefix="CIRCLE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("circle-data")
+    database_url: str | None = None
+    """Default: SQLite file `circle.db` in the data dir."""
+    keys_file: Path | None = None
+    """Default: `keys.json` in the data dir. Back it up separately from the database."""
+    public_url: str | None = None
+    """Base of join links; default http://host:port."""
+    clinic_timezone: str = "UTC"
+    """Decides the service date of a session (billing); times are always stored in UTC."""
+    reconnect_grace_s: int = Field(60, ge=1, le=3600)
+    log_level: str = "INFO"
+    media: bool = True
+    """Run the in-process media relay (aiortc)."""
+    ice_servers: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)
+    """JSON list of RTCIceServer dicts; empty means host candidates only (never public STUN)."""
+    allowed_candidate_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Remote ICE candidate ranges the relay may probe; empty: loopback and own addresses
+    when bound to loopback, otherwise none but what TURN relays."""
+    events_per_second: float = 20.0
+    events_burst: float = 40.0
+
+    @field_validator("ice_servers", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else []
+        return value
+
+    @field_validator("allowed_candidate_networks", mode="before")
+    @classmethod
+    def _csv_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
+        return value
+
+    @field_validator("clinic_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)
+        return value
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'circle.db'}"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.keys_file or self.data_dir / "keys.json"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.clinic_timezone)

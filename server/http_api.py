@@ -1,0 +1,298 @@
+"""The HTTP API of the v1 contract: sessions, invites, attendance, health and metrics.
+
+Every /api/ route needs a staff or admin API key; request bodies are pydantic models with
+extra fields forbidden; every error is JSON `{"error": {"code", "message"}}` and carries no
+PHI. Sessions and invites go through the session owners like any other command, so they
+land in the ledger before the response is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from server.apikeys import ApiKey
+from server.exports import ExportRequest, export_attendance
+from server.metrics import CONTENT_TYPE_LATEST
+from server.services import Services
+from signaling import commands as c
+from signaling.policy import Rejected
+
+log = logging.getLogger("circle.http")
+
+SERVICES = web.AppKey("services", Services)
+API_KEY = "api_key"
+MAX_BODY_BYTES = 64 * 1024
+STATUS_FOR = {"forbidden": 403, "invalid": 400, "not_found": 404, "conflict": 409,
+              "rate_limited": 429}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionCreate(_Body):
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: Literal["group", "individual", "family"]
+    program: Literal["IOP", "PHP", "OP"]
+    starts_at: datetime
+    minutes: Annotated[int, Field(ge=5, le=720)]
+
+
+class InviteCreate(_Body):
+    participant_id: Id
+    display_name: Annotated[str, Field(min_length=1, max_length=120)]
+    role: Literal["client", "therapist"]
+    ttl_s: Annotated[int, Field(ge=60, le=30 * 24 * 3600)] = 24 * 3600
+
+
+def api_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _rejected(decision: Rejected) -> web.Response:
+    return api_error(STATUS_FOR.get(decision.code, 400), decision.code, decision.message)
+
+
+async def parse_body(request: web.Request, model: type[BaseModel]) -> Any:
+    """The request's JSON body as `model`, or an HTTP 400 with what is wrong."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise ApiError(413, "invalid", f"body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        data = await request.json()
+    except ValueError:
+        raise ApiError(400, "invalid", "body must be JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors(include_input=False)[:5]
+        )
+        raise ApiError(400, "invalid", problems) from None
+
+
+class ApiError(Exception):
+    """Raised by handlers for a refused request; the middleware renders it as JSON."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@web.middleware
+async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """API-key check for /api/, JSON errors everywhere, one metrics line per request."""
+    services = request.app[SERVICES]
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource \
+        else "unmatched"
+    try:
+        if request.path.startswith("/api/"):
+            key = await _authenticate(request, services)
+            if key is None:
+                response: web.StreamResponse = api_error(
+                    401, "unauthorized", "a valid API key is required (Authorization: Bearer)"
+                )
+                return response
+            request[API_KEY] = key
+        response = await handler(request)
+    except ApiError as exc:
+        response = api_error(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        response = api_error(exc.status, _code_for(exc.status), exc.reason)
+    except Exception:
+        log.exception("HTTP handler failed on %s", route)
+        response = api_error(500, "internal", "the server could not handle this request")
+    services.metrics.http.labels(route, str(response.status)).inc()
+    return response
+
+
+def _code_for(status: int) -> str:
+    return {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+            405: "invalid", 409: "conflict", 413: "invalid", 429: "rate_limited"}.get(
+        status, "internal")
+
+
+async def _authenticate(request: web.Request, services: Services) -> ApiKey | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value:
+        return None
+    return await services.api_keys.authenticate(value.strip())
+
+
+def _actor(request: web.Request) -> c.Actor:
+    key: ApiKey = request[API_KEY]
+    return c.Actor.staff(key.id)
+
+
+async def create_session(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    body: SessionCreate = await parse_body(request, SessionCreate)
+    if body.starts_at.tzinfo is None:
+        return api_error(400, "invalid", "starts_at: include a timezone offset (e.g. Z)")
+    session_id = "s_" + secrets.token_hex(8)
+    command = c.CreateSession(
+        session_id=session_id,
+        title=body.title,
+        kind=body.kind,
+        program=body.program,
+        starts_at=body.starts_at.astimezone(UTC),
+        minutes=body.minutes,
+        reconnect_grace_s=services.settings.reconnect_grace_s,
+    )
+    decision = await services.hub.submit(session_id, _actor(request), command)
+    if isinstance(decision, Rejected):
+        return _rejected(decision)
+    await services.db.sessions.index_session(
+        session_id, body.starts_at.astimezone(services.settings.zone)
+    )
+    return web.json_response(await _summary(services, session_id), status=201)
+
+
+async def create_invite(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    session_id = request.match_info["session_id"]
+    body: InviteCreate = await parse_body(request, InviteCreate)
+    state = await services.hub.state(session_id)
+    if not state.exists:
+        return api_error(404, "not_found", "no such session")
+    issued = services.tokens.issue(
+        session_id=session_id,
+        participant_id=body.participant_id,
+        name=body.display_name,
+        role=body.role,
+        ttl_s=body.ttl_s,
+    )
+    command = c.IssueInvite(
+        participant_id=body.participant_id,
+        display_name=body.display_name,
+        role=body.role,
+        token_id=issued.token_id,
+        expires_at=issued.expires_at,
+    )
+    decision = await services.hub.submit(session_id, _actor(request), command)
+    if isinstance(decision, Rejected):
+        return _rejected(decision)
+    return web.json_response(
+        {
+            "token": issued.token,
+            "token_id": issued.token_id,
+            "join_url": f"{services.settings.base_url}/join?token={issued.token}",
+            "participant_id": body.participant_id,
+            "role": body.role,
+            "expires_at": issued.expires_at.isoformat(),
+        },
+        status=201,
+    )
+
+
+async def revoke_invite(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    session_id = request.match_info["session_id"]
+    command = c.RevokeInvite(request.match_info["token_id"])
+    decision = await services.hub.submit(session_id, _actor(request), command)
+    if isinstance(decision, Rejected):
+        return _rejected(decision)
+    return web.json_response({"revoked": True})
+
+
+async def get_session(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    session_id = request.match_info["session_id"]
+    summary = await _summary(services, session_id)
+    if summary is None:
+        return api_error(404, "not_found", "no such session")
+    return web.json_response(summary)
+
+
+async def _summary(services: Services, session_id: str) -> dict[str, Any] | None:
+    state = await services.hub.state(session_id)
+    if state.info is None:
+        return None
+    parts = list(state.participants.values())
+    return {
+        "id": state.info.id,
+        "title": state.info.title,
+        "kind": state.info.kind,
+        "program": state.info.program,
+        "starts_at": state.info.starts_at.isoformat(),
+        "minutes": state.info.minutes,
+        "locked": state.locked,
+        "ended": state.ended,
+        "counts": {
+            "invited": len(state.invitees),
+            "waiting": sum(p.status == "waiting" for p in parts),
+            "admitted": sum(p.status == "admitted" for p in parts),
+            "connected": sum(p.connected and p.status in ("waiting", "admitted") for p in parts),
+        },
+    }
+
+
+async def attendance(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    query = request.query
+    try:
+        fmt = query.get("format", "csv")
+        if fmt not in ("csv", "json"):
+            raise ValueError("format must be csv or json")
+        export = ExportRequest(
+            from_date=date.fromisoformat(query["from"]),
+            to_date=date.fromisoformat(query["to"]),
+            session_id=query.get("session") or None,
+            participant_id=query.get("participant") or None,
+            format=fmt,  # type: ignore[arg-type]
+        )
+        if export.to_date < export.from_date:
+            raise ValueError("to is before from")
+    except KeyError as exc:
+        return api_error(400, "invalid", f"missing query parameter {exc.args[0]}")
+    except ValueError as exc:
+        return api_error(400, "invalid", str(exc))
+    key: ApiKey = request[API_KEY]
+    result = await export_attendance(
+        services.attendance, services.ledger, export,
+        requested_by=f"api_key:{key.id}", channel="http", now=datetime.now(UTC),
+    )
+    services.metrics.exports.labels(export.format).inc()
+    return web.Response(
+        text=result.body,
+        content_type=result.content_type,
+        headers={"X-Redisclosure-Notice": result.notice, "Cache-Control": "no-store"},
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    healthy = await services.database_ok()
+    return web.json_response(
+        {"ok": healthy, "sessions_live": len(services.hub.live_sessions())},
+        status=200 if healthy else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    services.metrics.live_sessions.set(len(services.hub.live_sessions()))
+    services.metrics.connections.set(services.gateway.connection_count())
+    return web.Response(body=services.metrics.render(),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/sessions", create_session)
+    app.router.add_get("/api/v1/sessions/{session_id}", get_session)
+    app.router.add_post("/api/v1/sessions/{session_id}/invites", create_invite)
+    app.router.add_delete("/api/v1/sessions/{session_id}/invites/{token_id}", revoke_invite)
+    app.router.add_get("/api/v1/attendance", attendance)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,133 @@
+"""A group session end to end against a real `circle serve`, with python-socketio clients."""
+
+from __future__ import annotations
+
+import pytest
+
+from client.participant import JoinRefused
+
+from .server_fixtures import Api, api, server, settle  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+def names(state: dict) -> set[str]:  # type: ignore[type-arg]
+    return {p["name"] for p in state["participants"]}
+
+
+async def test_waiting_room_admit_and_privacy(api: Api) -> None:  # noqa: F811
+    sid = await api.create_session()
+    ann = await api.join(sid, "c-ann", "Ann Lee")
+    bob = await api.join(sid, "c-bob", "Bob Stone")
+    therapist = None
+    try:
+        waiting = await ann.wait_for(lambda s: s["you"]["status"] == "waiting")
+        assert waiting["participants"] == [] and "waiting" not in waiting
+        assert waiting["session"]["title"] == "", "a waiting client learns nothing of the group"
+        therapist = await api.join(sid, "t-kim", "Dr Kim Park", role="therapist")
+        view = await therapist.wait_for(lambda s: len(s.get("waiting", [])) == 2)
+        assert [w["id"] for w in view["waiting"]] == ["c-ann", "c-bob"]
+        assert view["waiting"][0]["name"] == "Ann Lee" and view["waiting"][0]["since"]
+        assert view["you"]["status"] == "admitted" and view["you"]["room"] == "main"
+
+        assert await therapist.call("admit", {"participant_id": "c-ann"}) == {"ok": True}
+        admitted = await ann.wait_for(lambda s: s["you"]["status"] == "admitted")
+        assert admitted["you"]["room"] == "main"
+        assert names(admitted) == {"Ann", "Dr"}, "peers see first names only"
+        full = await therapist.wait_for(lambda s: len(s["participants"]) == 2)
+        assert names(full) == {"Ann Lee", "Dr Kim Park"}, "therapists see full names"
+        bob_view = bob.state
+        assert bob_view is not None and bob_view["participants"] == []
+
+        assert (await therapist.call("admit_all"))["ok"]
+        await bob.wait_for(lambda s: s["you"]["status"] == "admitted")
+        revs = [ann.state["rev"]]  # type: ignore[index]
+        await therapist.call("hand", {"raised": True})
+        await ann.wait_for(lambda s: any(p["hand"] for p in s["participants"]))
+        assert ann.state["rev"] > revs[0]  # type: ignore[index]
+    finally:
+        await settle(ann, bob, therapist)
+
+
+async def test_chat_reaches_the_room_only_and_is_not_stored(api: Api) -> None:  # noqa: F811
+    sid = await api.create_session()
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
+    ann = await api.join(sid, "c1", "Ann Lee")
+    waiting = await api.join(sid, "c2", "Cal Diaz")
+    try:
+        await therapist.wait_for(lambda s: len(s["waiting"]) == 2)
+        await therapist.call("admit", {"participant_id": "c1"})
+        await ann.wait_for(lambda s: s["you"]["status"] == "admitted")
+        assert (await ann.call("chat", {"text": "hello group"}))["ok"]
+        received = await therapist.wait_chat()
+        assert received["text"] == "hello group" and received["room"] == "main"
+        assert therapist.chats[0]["name"] == "Ann Lee" and therapist.chats[0]["from"] == "c1"
+        assert waiting.chats == []
+        refused = await waiting.call("chat", {"text": "let me in"})
+        assert refused["error"]["code"] == "forbidden"
+    finally:
+        await settle(therapist, ann, waiting)
+    status, csv = await api.request("GET", f"/api/v1/attendance?from=2026-11-01&to=2026-11-30"
+                                           f"&session={sid}")
+    assert status == 200 and "hello group" not in csv
+
+
+async def test_mute_lock_deny_remove_end(api: Api) -> None:  # noqa: F811
+    sid = await api.create_session()
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
+    ann = await api.join(sid, "c1", "Ann Lee")
+    bob = await api.join(sid, "c2", "Bob Stone")
+    try:
+        await therapist.wait_for(lambda s: len(s["waiting"]) == 2)
+        await therapist.call("admit", {"participant_id": "c1"})
+        ack = await therapist.call("mute", {"participant_id": "c1", "kind": "audio",
+                                            "muted": True})
+        assert ack == {"ok": True}
+        muted = await ann.wait_for(lambda s: s["you"]["muted"]["audio"])
+        assert muted["you"]["muted"] == {"audio": True, "video": False}
+
+        assert (await therapist.call("deny", {"participant_id": "c2",
+                                              "reason": "please join Thursday"}))["ok"]
+        notice = await bob.wait_notice("denied")
+        assert notice["text"] == "please join Thursday"
+        with pytest.raises(JoinRefused) as denied_again:
+            await api.join(sid, "c2", "Bob Stone")
+        assert denied_again.value.code == "forbidden"
+
+        assert (await therapist.call("lock", {"locked": True}))["ok"]
+        with pytest.raises(JoinRefused) as locked:
+            await api.join(sid, "c3", "Cal Diaz")
+        assert locked.value.code == "conflict" and "locked" in locked.value.message
+        assert (await therapist.call("lock", {"locked": False}))["ok"]
+
+        assert (await therapist.call("remove", {"participant_id": "c1"}))["ok"]
+        await ann.wait_notice("removed")
+        rejoin = type(ann)(api.server.url, ann._token)
+        with pytest.raises(JoinRefused) as removed:
+            await rejoin.connect()
+        assert removed.value.code == "forbidden" and "removed" in removed.value.message
+
+        late = await api.join(sid, "c4", "Dee Fox")
+        after_end = await api.invite(sid, "c5", "Eve Moss")
+        assert (await therapist.call("end"))["ok"]
+        await late.ended.wait()
+        with pytest.raises(JoinRefused) as ended:
+            await type(ann)(api.server.url, after_end["token"]).connect()
+        assert ended.value.code == "conflict" and "ended" in ended.value.message
+        status, summary = await api.request("GET", f"/api/v1/sessions/{sid}")
+        assert status == 200 and summary["ended"] is True
+    finally:
+        await settle(therapist, ann, bob)
+
+
+async def test_individual_session(api: Api) -> None:  # noqa: F811
+    sid = await api.create_session(kind="individual", title="Weekly check-in", program="OP")
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
+    client = await api.join(sid, "c1", "Ann Lee")
+    try:
+        await therapist.wait_for(lambda s: len(s["waiting"]) == 1)
+        await therapist.call("admit", {"participant_id": "c1"})
+        view = await client.wait_for(lambda s: s["you"]["status"] == "admitted")
+        assert view["session"]["kind"] == "individual" and len(view["participants"]) == 2
+    finally:
+        await settle(therapist, client)
