@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiortc import (
     RTCConfiguration,
@@ -115,7 +115,8 @@ class MediaPeer:
                 entry.audio_packets = packets
             else:
                 entry.video_packets = packets
-        return dict(self._stats)
+        # Copies: a caller comparing two readings must not hold live, still-counting objects.
+        return {publisher: replace(entry) for publisher, entry in self._stats.items()}
 
     async def close(self) -> None:
         for task in self._consumers:

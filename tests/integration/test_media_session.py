@@ -1,0 +1,152 @@
+"""Real aiortc participants through a real `circle serve`: the gateway drives the relay."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from client.participant import CircleClient, MediaOptions
+
+from .server_fixtures import Api, api, server, settle  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+AV = MediaOptions(audio=True, video=True)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    """Poll a media condition (stats have no event to wait on) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def sees(viewer: CircleClient, *publishers: str, kind: str = "video") -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        stats = await viewer.received()
+        return all(
+            p in stats and getattr(stats[p], f"{kind}_frames") > 0 for p in publishers
+        )
+
+    return check
+
+
+async def admitted_group(api: Api, sid: str, clients: list[tuple[str, str, MediaOptions]]
+                         ) -> tuple[CircleClient, list[CircleClient]]:  # noqa: F811
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist", media=AV)
+    joined = [await api.join(sid, pid, name, media=opts) for pid, name, opts in clients]
+    await therapist.wait_for(lambda s: len(s["waiting"]) == len(clients))
+    assert (await therapist.call("admit_all"))["ok"]
+    return therapist, joined
+
+
+async def test_three_participants_see_and_hear_each_other(api: Api) -> None:  # noqa: F811
+    sid = await api.create_session()
+    therapist, (ann, bob) = await admitted_group(
+        api, sid, [("c1", "Ann Lee", AV), ("c2", "Bob Stone", AV)]
+    )
+    try:
+        await eventually(sees(therapist, "c1", "c2"))
+        await eventually(sees(ann, "t1", "c2"))
+        await eventually(sees(bob, "t1", "c1"))
+        await eventually(sees(ann, "t1", "c2", kind="audio"))
+        assert "c1" not in await ann.received(), "nobody receives themself"
+    finally:
+        await settle(therapist, ann, bob)
+    status, data = await api.request(
+        "GET", f"/api/v1/attendance?from=2026-11-01&to=2026-11-30&session={sid}&format=json"
+    )
+    assert status == 200
+    assert {r["participant_id"]: r["modality"] for r in data["rows"]} == {
+        "t1": "audio-video", "c1": "audio-video", "c2": "audio-video"
+    }
+
+
+async def test_audio_only_client_is_recorded_as_audio_only(api: Api) -> None:  # noqa: F811
+    sid = await api.create_session()
+    therapist, (ann,) = await admitted_group(
+        api, sid, [("c1", "Ann Lee", MediaOptions(audio=True, video=False))]
+    )
+    try:
+        await eventually(sees(therapist, "c1", kind="audio"))
+        await eventually(sees(ann, "t1"))
+    finally:
+        await settle(therapist, ann)
+    status, data = await api.request(
+        "GET", f"/api/v1/attendance?from=2026-11-01&to=2026-11-30&session={sid}&format=json"
+    )
+    modality = {r["participant_id"]: r["modality"] for r in data["rows"]}
+    assert modality == {"t1": "audio-video", "c1": "audio-only"}
+
+
+async def test_therapist_mute_is_enforced_at_the_relay(api: Api) -> None:  # noqa: F811
+    sid = await api.create_session()
+    therapist, (ann, bob) = await admitted_group(
+        api, sid, [("c1", "Ann Lee", AV), ("c2", "Bob Stone", AV)]
+    )
+    try:
+        await eventually(sees(bob, "c1"))
+        await eventually(sees(bob, "c1", kind="audio"))
+        ack = await therapist.call("mute", {"participant_id": "c1", "kind": "video",
+                                            "muted": True})
+        assert ack["ok"]
+        # Ann's client keeps sending video (it ignores the mute); the relay must drop it.
+        await asyncio.sleep(0.3)
+        before = (await bob.received())["c1"]
+        await asyncio.sleep(1.0)
+        after = (await bob.received())["c1"]
+        assert after.video_packets == before.video_packets, "muted video still forwarded"
+        assert after.audio_packets > before.audio_packets, "audio must keep flowing"
+    finally:
+        await settle(therapist, ann, bob)
+
+
+async def test_waiting_client_has_no_media_path(api: Api) -> None:  # noqa: F811
+    sid = await api.create_session()
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist", media=AV)
+    waiting = await api.join(sid, "c1", "Ann Lee", media=AV)
+    try:
+        await waiting.wait_for(lambda s: s["you"]["status"] == "waiting")
+        refused = await waiting.call("signal", {"type": "offer", "sdp": "v=0\r\n"})
+        assert refused["error"]["code"] == "forbidden"
+        assert waiting.media is None and await waiting.received() == {}
+    finally:
+        await settle(therapist, waiting)
+
+
+async def test_late_joiner_gets_a_picture_within_a_second(api: Api) -> None:  # noqa: F811
+    sid = await api.create_session()
+    therapist, (ann,) = await admitted_group(api, sid, [("c1", "Ann Lee", AV)])
+    late = None
+    try:
+        await eventually(sees(ann, "t1"))
+        late = await api.join(sid, "c2", "Bob Stone", media=AV)
+        await therapist.wait_for(lambda s: len(s["waiting"]) == 1)
+        assert (await therapist.call("admit", {"participant_id": "c2"}))["ok"]
+        await late.wait_for(lambda s: s["you"]["status"] == "admitted")
+        admitted_at = time.monotonic()
+        await eventually(sees(late, "t1", "c1"), timeout=10)
+        stats = await late.received()
+        first = max(s.first_video_frame_at or 0 for s in stats.values())
+        assert first - admitted_at < 1.0, f"first picture after {first - admitted_at:.2f}s"
+    finally:
+        await settle(therapist, ann, late)
+
+
+async def test_malformed_sdp_gets_an_invalid_ack(api: Api) -> None:  # noqa: F811
+    sid = await api.create_session()
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
+    try:
+        await therapist.wait_for(lambda s: s["you"]["status"] == "admitted")
+        for sdp in ["garbage", "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "v=0\r\n" * 50]:
+            ack = await therapist.call("signal", {"type": "offer", "sdp": sdp})
+            assert ack["ok"] is False and ack["error"]["code"] == "invalid"
+        status, health = await api.request("GET", "/healthz")
+        assert status == 200 and health["ok"]
+    finally:
+        await settle(therapist)
