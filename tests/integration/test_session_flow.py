@@ -131,3 +131,22 @@ async def test_individual_session(api: Api) -> None:  # noqa: F811
         assert view["session"]["kind"] == "individual" and len(view["participants"]) == 2
     finally:
         await settle(therapist, client)
+
+
+async def test_health_and_metrics(api: Api) -> None:  # noqa: F811
+    sid = await api.create_session()
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
+    try:
+        await therapist.wait_for(lambda s: s["you"]["status"] == "admitted")
+        await therapist.call("lock", {"locked": True})
+        await therapist.call("nonsense")
+        status, health = await api.request("GET", "/healthz", headers={})
+        assert status == 200 and health == {"ok": True, "sessions_live": health["sessions_live"]}
+        status, text = await api.request("GET", "/metrics", headers={})
+        assert status == 200
+        assert 'circle_socket_events_total{event="lock",outcome="ok"} 1.0' in text
+        assert 'circle_socket_events_total{event="unknown",outcome="invalid"} 1.0' in text
+        assert "circle_connections 1.0" in text
+        assert "Ann" not in text and "t1" not in text, "metrics carry no ids or names"
+    finally:
+        await settle(therapist)

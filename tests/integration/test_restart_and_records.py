@@ -1,0 +1,180 @@
+"""Reconnection, a SIGKILL restart rebuilt from the ledger, attendance exports and verify."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from client.participant import CircleClient
+
+from .server_fixtures import CIRCLE, GRACE_S, Api, CircleServer, api, server, settle  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+async def test_short_drop_returns_to_the_same_room_without_a_new_admit(
+    api: Api,  # noqa: F811
+) -> None:
+    sid = await api.create_session()
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
+    ann = await api.join(sid, "c1", "Ann Lee")
+    try:
+        await therapist.wait_for(lambda s: len(s["waiting"]) == 1)
+        await therapist.call("admit", {"participant_id": "c1"})
+        await ann.wait_for(lambda s: s["you"]["status"] == "admitted")
+        await ann.drop()
+        await therapist.wait_for(
+            lambda s: any(p["id"] == "c1" and not p["connected"] for p in s["participants"])
+        )
+        await ann.rejoin()
+        back = await ann.wait_for(lambda s: s["you"]["status"] == "admitted")
+        assert back["you"]["room"] == "main"
+        await therapist.wait_for(
+            lambda s: any(p["id"] == "c1" and p["connected"] for p in s["participants"])
+        )
+        assert therapist.state is not None and therapist.state["waiting"] == []
+    finally:
+        await settle(therapist, ann)
+
+
+async def test_drop_longer_than_grace_is_a_new_arrival(api: Api) -> None:  # noqa: F811
+    sid = await api.create_session()
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
+    ann = await api.join(sid, "c1", "Ann Lee")
+    try:
+        await therapist.wait_for(lambda s: len(s["waiting"]) == 1)
+        await therapist.call("admit", {"participant_id": "c1"})
+        await ann.wait_for(lambda s: s["you"]["status"] == "admitted")
+        await ann.drop()
+        # The server's grace timer fires after GRACE_S: wait for its effect, not a delay.
+        await therapist.wait_for(lambda s: all(p["id"] != "c1" for p in s["participants"]),
+                                 timeout=GRACE_S + 5)
+        await ann.rejoin()
+        await ann.wait_for(lambda s: s["you"]["status"] == "waiting")
+    finally:
+        await settle(therapist, ann)
+
+
+@pytest.fixture
+async def own_server(tmp_path: Path) -> AsyncIterator[tuple[CircleServer, Api]]:
+    """A server of this test's own, so it can be killed."""
+    srv = CircleServer(tmp_path / "data", env={"CIRCLE_RECONNECT_GRACE_S": "30"})
+    srv.api_key = srv.create_key()
+    srv.start()
+    async with aiohttp.ClientSession() as http:
+        yield srv, Api(srv, http)
+    srv.stop()
+
+
+async def test_sigkill_restart_rebuilds_live_sessions_from_the_ledger(
+    own_server: tuple[CircleServer, Api],
+) -> None:
+    srv, api = own_server
+    sid = await api.create_session()
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
+    ann = await api.join(sid, "c1", "Ann Lee")
+    bob = await api.join(sid, "c2", "Bob Stone")
+    tokens = {c: c._token for c in (therapist, ann, bob)}
+    await therapist.wait_for(lambda s: len(s["waiting"]) == 2)
+    await therapist.call("admit", {"participant_id": "c1"})
+    await therapist.call("mute", {"participant_id": "c1", "kind": "video", "muted": True})
+    await therapist.call("lock", {"locked": True})
+    await ann.wait_for(lambda s: s["you"]["muted"]["video"])
+    for c in (therapist, ann, bob):
+        c.sio.reconnection = False
+
+    srv.kill()
+    for c in (therapist, ann, bob):
+        await c.close()
+    srv.start()
+
+    t2 = CircleClient(srv.url, tokens[therapist])
+    a2 = CircleClient(srv.url, tokens[ann])
+    b2 = CircleClient(srv.url, tokens[bob])
+    try:
+        for c in (t2, a2, b2):
+            await c.connect()
+        a_view = await a2.wait_for(lambda s: s["you"]["status"] == "admitted")
+        assert a_view["you"]["room"] == "main"
+        assert a_view["you"]["muted"] == {"audio": False, "video": True}
+        assert a_view["session"]["locked"] is True
+        await b2.wait_for(lambda s: s["you"]["status"] == "waiting")
+        t_view = await t2.wait_for(lambda s: s["you"]["status"] == "admitted")
+        assert [w["id"] for w in t_view["waiting"]] == ["c2"]
+        status, summary = await api.request("GET", f"/api/v1/sessions/{sid}")
+        assert status == 200 and summary["counts"]["admitted"] == 2
+    finally:
+        await settle(t2, a2, b2)
+    assert "recovered 1 live session" in srv.log_text()
+
+
+async def test_attendance_export_over_http_and_cli_is_audited(
+    own_server: tuple[CircleServer, Api],
+) -> None:
+    srv, api = own_server
+    sid = await api.create_session(starts_at="2026-11-25T15:00:00Z")
+    await api.invite(sid, "c3", "Cal Diaz")
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
+    ann = await api.join(sid, "c1", "Ann Lee")
+    bob = await api.join(sid, "c2", "Bob Stone")
+    await therapist.wait_for(lambda s: len(s["waiting"]) == 2)
+    await therapist.call("admit", {"participant_id": "c1"})
+    await therapist.call("deny", {"participant_id": "c2", "reason": "wrong group"})
+    await ann.call("leave")
+    await therapist.call("end")
+    await settle(therapist, ann, bob)
+
+    status, body = await api.request(
+        "GET", f"/api/v1/attendance?from=2026-11-25&to=2026-11-25&session={sid}&format=csv"
+    )
+    assert status == 200
+    rows = {r["participant_id"]: r for r in csv.DictReader(io.StringIO(body))}
+    assert set(rows) == {"t1", "c1", "c2", "c3"}
+    assert list(csv.reader(io.StringIO(body)))[0][:4] == [
+        "session_id", "service_date", "program", "kind"
+    ]
+    assert rows["c2"]["status"] == "denied" and rows["c3"]["status"] == "no_show"
+    assert rows["c1"]["time_in"] and rows["c1"]["time_out"]
+    assert float(rows["c1"]["minutes_waiting"]) >= 0
+    assert rows["c1"]["minutes_present"].count(".") == 1
+    assert len(rows["c1"]["minutes_present"].split(".")[1]) == 2
+
+    status, one = await api.request(
+        "GET", f"/api/v1/attendance?from=2026-11-25&to=2026-11-25&participant=c1&format=json"
+    )
+    assert status == 200 and [r["participant_id"] for r in one["rows"]] == ["c1"]
+    assert "42 CFR part 2" in one["notice"]
+
+    out = srv.data_dir.parent / "export.json"
+    done = subprocess.run(
+        [CIRCLE, "export", "--from", "2026-11-25", "--to", "2026-11-25", "--session", sid,
+         "--format", "json", "--out", str(out), "--data-dir", str(srv.data_dir)],
+        capture_output=True, text=True, check=True,
+    )
+    assert "exported 4 row(s)" in done.stderr and "NOTICE" in done.stderr
+    assert len(json.loads(out.read_text())["rows"]) == 4
+
+    verified = subprocess.run([CIRCLE, "verify", "--data-dir", str(srv.data_dir)],
+                              capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stderr
+    assert "ledger OK" in verified.stdout
+
+    db = sqlite3.connect(srv.data_dir / "circle.db")
+    audits = db.execute("SELECT count(*) FROM ledger_records WHERE stream = 'audit'").fetchone()
+    assert audits[0] == 3, "each export (2 over HTTP, 1 by CLI) is recorded"
+    db.execute("UPDATE ledger_records SET ciphertext = zeroblob(length(ciphertext)) "
+               "WHERE stream = ? AND seq = 3", (sid,))
+    db.commit()
+    db.close()
+    tampered = subprocess.run([CIRCLE, "verify", "--data-dir", str(srv.data_dir)],
+                              capture_output=True, text=True)
+    assert tampered.returncode == 1
+    assert f"stream {sid} record 3" in tampered.stderr
