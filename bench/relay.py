@@ -1,0 +1,236 @@
+"""Relay benchmark: G groups of N participants publishing audio+video through the relay.
+
+    .venv/bin/python -m bench.relay                 # default: compare + ramp, < 3 min
+    .venv/bin/python -m bench.relay --only compare --groups 1 --size 6 --seconds 20
+    .venv/bin/python -m bench.relay --only ramp --ramp 4,8,12,15
+
+The relay runs alone in a subprocess (`bench.server`); its CPU is read from
+/proc/<pid>/stat. Clients run in worker subprocesses (`bench.client`) and replay a
+pre-encoded VP8 + Opus clip, counting received RTP without decoding. Everything is on
+loopback with `iceServers=[]`. See docs/benchmarks.md for the method and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import wire
+from bench.clip import load_clip
+
+PY = sys.executable
+
+
+@dataclass
+class Result:
+    mode: str
+    groups: int
+    size: int
+    seconds: float
+    server_cores: float
+    client_cores: float
+    received_pps: float
+    expected_streams: int
+    live_streams: int
+    loss_pct: float
+    us_per_packet: float
+    pps_per_core: float
+    cores_per_stream: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    server_udp_drops: int
+    client_udp_drops: int
+    snmp_rcvbuf_errors: int
+
+
+class Proc:
+    """A bench subprocess spoken to in JSON lines over its stdin/stdout."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.p = subprocess.Popen(
+            [PY, "-m", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+
+    def ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        assert self.p.stdin is not None and self.p.stdout is not None
+        self.p.stdin.write(wire.json_line(message))
+        self.p.stdin.flush()
+        reply = json.loads(self.p.stdout.readline())
+        assert isinstance(reply, dict)
+        return reply
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+
+
+def _drops(pids: list[int]) -> int:
+    by_inode = wire.udp_drops_by_inode()
+    return sum(by_inode.get(i, 0) for pid in pids for i in wire.socket_inodes(pid))
+
+
+def _streams(stats: list[dict[str, Any]]) -> dict[tuple[str, str], list[int]]:
+    out: dict[tuple[str, str], list[int]] = {}
+    for worker in stats:
+        for client, entry in worker["clients"].items():
+            for ssrc, values in entry["recv"].items():
+                out[(client, ssrc)] = values
+    return out
+
+
+async def _control(port: int, message: dict[str, Any]) -> dict[str, Any]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=wire.LIMIT)
+    wire.send(writer, message)
+    reply = await wire.recv(reader)
+    writer.close()
+    assert reply is not None
+    return reply
+
+
+def run(mode: str, groups: int, size: int, seconds: float, workers: int, clip: Path,
+        warmup: float, settle_timeout: float) -> Result:
+    server = Proc(["bench.server", "--mode", mode])
+    assert server.p.stdout is not None
+    port = int(server.p.stdout.readline())
+    trailer = mode != "baseline"
+    procs = [
+        Proc(["bench.client", "--port", str(port), "--clip", str(clip)]
+             + (["--trailer"] if trailer else []))
+        for _ in range(workers)
+    ]
+    try:
+        members = [(f"g{g}", f"p{i}") for g in range(groups) for i in range(size)]
+        for g in range(groups):
+            asyncio.run(_control(port, {"t": "plan", "s": f"g{g}",
+                                        "pids": [f"p{i}" for i in range(size)]}))
+        for w, proc in enumerate(procs):
+            assert proc.p.stdin is not None
+            proc.p.stdin.write(wire.json_line({"t": "join", "clients": members[w::workers]}))
+            proc.p.stdin.flush()
+        for proc in procs:
+            assert proc.p.stdout is not None
+            proc.p.stdout.readline()
+        expected = groups * size * (size - 1) * 2
+        deadline = time.monotonic() + settle_timeout
+        live = 0
+        while time.monotonic() < deadline:
+            stats = [p.ask({"t": "stats", "reset": True}) for p in procs]
+            live = sum(1 for v in _streams(stats).values() if v[0] > 5)
+            if live >= expected:
+                break
+            time.sleep(0.5)
+        time.sleep(warmup)
+        pids = [p.p.pid for p in procs]
+        t0, cpu0 = time.monotonic(), wire.cpu_seconds(server.p.pid)
+        ccpu0 = sum(wire.cpu_seconds(pid) for pid in pids)
+        drops0, cdrops0, snmp0 = _drops([server.p.pid]), _drops(pids), wire.snmp_udp()
+        before = _streams([p.ask({"t": "stats", "reset": True}) for p in procs])
+        time.sleep(seconds)
+        after_stats = [p.ask({"t": "stats", "reset": False}) for p in procs]
+        t1, cpu1 = time.monotonic(), wire.cpu_seconds(server.p.pid)
+        ccpu1 = sum(wire.cpu_seconds(pid) for pid in pids)
+        drops1, cdrops1, snmp1 = _drops([server.p.pid]), _drops(pids), wire.snmp_udp()
+        after = _streams(after_stats)
+        received = lost_or_got = 0
+        for key, (count, high, _) in after.items():
+            c0, h0, _ = before.get(key, (0, high - count + 1, 0))
+            received += count - c0
+            lost_or_got += high - h0
+        wall, cpu = t1 - t0, cpu1 - cpu0
+        latencies = sorted(x for s in after_stats for x in s["latency_ns"])
+        p50 = p99 = None
+        if latencies:
+            p50 = latencies[len(latencies) // 2] / 1e6
+            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] / 1e6
+        return Result(
+            mode=mode, groups=groups, size=size, seconds=round(wall, 2),
+            server_cores=round(cpu / wall, 3),
+            client_cores=round((ccpu1 - ccpu0) / wall, 3),
+            received_pps=round(received / wall, 1),
+            expected_streams=expected, live_streams=live,
+            loss_pct=round(100 * max(0, lost_or_got - received) / max(1, lost_or_got), 3),
+            us_per_packet=round(cpu / max(1, received) * 1e6, 2),
+            pps_per_core=round(received / max(cpu, 1e-9), 0),
+            cores_per_stream=round(cpu / wall / max(1, expected), 5),
+            latency_p50_ms=None if p50 is None else round(p50, 3),
+            latency_p99_ms=None if p99 is None else round(p99, 3),
+            server_udp_drops=drops1 - drops0, client_udp_drops=cdrops1 - cdrops0,
+            snmp_rcvbuf_errors=snmp1.get("RcvbufErrors", 0) - snmp0.get("RcvbufErrors", 0),
+        )
+    finally:
+        for proc in procs:
+            proc.stop()
+        server.stop()
+
+
+def _print(results: list[Result]) -> None:
+    cols = ("mode", "groups", "size", "server_cores", "client_cores", "received_pps",
+            "live_streams", "expected_streams", "loss_pct", "us_per_packet", "pps_per_core",
+            "cores_per_stream", "latency_p50_ms", "latency_p99_ms", "server_udp_drops",
+            "client_udp_drops", "snmp_rcvbuf_errors")
+    print(" | ".join(cols))
+    for r in results:
+        print(" | ".join(str(asdict(r)[c]) for c in cols))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("compare", "ramp", "all"), default="all")
+    parser.add_argument("--modes", default="forward,baseline")
+    parser.add_argument("--groups", type=int, default=1)
+    parser.add_argument("--size", type=int, default=4, help="participants per group (compare)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured window (compare)")
+    parser.add_argument("--ramp", default="4,8,12,15", help="group sizes for the ramp")
+    parser.add_argument("--ramp-seconds", type=float, default=8.0)
+    parser.add_argument("--workers", type=int, default=2, help="client processes")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--fps", type=int, default=15)
+    parser.add_argument("--bitrate", type=int, default=600_000)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    clip = load_clip(args.width, args.height, args.fps, 3.0, args.bitrate)
+    results: list[Result] = []
+    if args.only in ("compare", "all"):
+        for mode in args.modes.split(","):
+            results.append(run(mode, args.groups, args.size, args.seconds, args.workers, clip,
+                               args.warmup, 30.0))
+            _print(results[-1:])
+    if args.only in ("ramp", "all"):
+        for size in (int(s) for s in args.ramp.split(",")):
+            results.append(run("forward", 1, size, args.ramp_seconds, args.workers, clip,
+                               args.warmup, 30.0))
+            _print(results[-1:])
+    print()
+    _print(results)
+    by_mode = {r.mode: r for r in results if r.size == args.size and r.groups == args.groups}
+    if "forward" in by_mode and "baseline" in by_mode:
+        f, b = by_mode["forward"], by_mode["baseline"]
+        print(f"\nbaseline/forward cores per delivered stream: "
+              f"{b.cores_per_stream / max(f.cores_per_stream, 1e-9):.1f}x; "
+              f"CPU per delivered packet: {b.us_per_packet / max(f.us_per_packet, 1e-9):.1f}x")
+    sustained = [r.size for r in results if r.mode == "forward" and r.groups == 1
+                 and r.live_streams >= r.expected_streams and r.loss_pct < 0.1
+                 and r.server_cores <= 1.0]
+    if sustained:
+        print(f"largest single group sustained on <= 1 core without loss: {max(sustained)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2))
+
+
+if __name__ == "__main__":
+    main()
