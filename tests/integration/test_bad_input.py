@@ -11,13 +11,13 @@ from client.participant import CircleClient, JoinRefused
 from server.auth.tokens import JoinTokenService
 from server.crypto.keyring import KeyRing
 
-from .server_fixtures import Api, api, server, settle  # noqa: F401
+from .server_fixtures import Api, settle
 
 pytestmark = pytest.mark.integration
 
 
 async def test_every_bad_event_gets_a_structured_error_and_changes_nothing(
-    api: Api,  # noqa: F811
+    api: Api,
 ) -> None:
     sid = await api.create_session()
     therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
@@ -62,7 +62,7 @@ async def test_every_bad_event_gets_a_structured_error_and_changes_nothing(
         await settle(therapist, ann, outsider)
 
 
-async def test_flood_is_rate_limited_and_the_connection_survives(api: Api) -> None:  # noqa: F811
+async def test_flood_is_rate_limited_and_the_connection_survives(api: Api) -> None:
     sid = await api.create_session()
     therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
     try:
@@ -78,7 +78,7 @@ async def test_flood_is_rate_limited_and_the_connection_survives(api: Api) -> No
         await settle(therapist)
 
 
-async def test_bad_tokens_are_refused_at_connect_with_a_reason(api: Api) -> None:  # noqa: F811
+async def test_bad_tokens_are_refused_at_connect_with_a_reason(api: Api) -> None:
     sid = await api.create_session()
     for token in ["", "not-a-jwt", "a.b.c"]:
         with pytest.raises(JoinRefused) as refused:
@@ -108,7 +108,7 @@ async def test_bad_tokens_are_refused_at_connect_with_a_reason(api: Api) -> None
     assert missing.value.code == "not_found"
 
 
-async def test_revoked_invite_is_refused(api: Api) -> None:  # noqa: F811
+async def test_revoked_invite_is_refused(api: Api) -> None:
     sid = await api.create_session()
     invite = await api.invite(sid, "c1", "Ann Lee")
     status, _ = await api.request(
@@ -120,7 +120,7 @@ async def test_revoked_invite_is_refused(api: Api) -> None:  # noqa: F811
     assert revoked.value.code == "forbidden" and "revoked" in revoked.value.message
 
 
-async def test_http_errors_are_structured(api: Api) -> None:  # noqa: F811
+async def test_http_errors_are_structured(api: Api) -> None:
     cases = [
         ("POST", "/api/v1/sessions", {"headers": {}}, 401, "unauthorized"),
         ("POST", "/api/v1/sessions", {"headers": {"Authorization": "Bearer ck_x_y"}}, 401,

@@ -10,7 +10,7 @@ import pytest
 
 from client.participant import CircleClient, MediaOptions
 
-from .server_fixtures import Api, api, server, settle  # noqa: F401
+from .server_fixtures import Api, settle
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,9 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0
         await asyncio.sleep(0.05)
 
 
-def sees(viewer: CircleClient, *publishers: str, kind: str = "video") -> Callable[[], Awaitable[bool]]:
+def sees(
+    viewer: CircleClient, *publishers: str, kind: str = "video"
+) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         stats = await viewer.received()
         return all(
@@ -37,7 +39,7 @@ def sees(viewer: CircleClient, *publishers: str, kind: str = "video") -> Callabl
 
 
 async def admitted_group(api: Api, sid: str, clients: list[tuple[str, str, MediaOptions]]
-                         ) -> tuple[CircleClient, list[CircleClient]]:  # noqa: F811
+                         ) -> tuple[CircleClient, list[CircleClient]]:
     therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist", media=AV)
     joined = [await api.join(sid, pid, name, media=opts) for pid, name, opts in clients]
     await therapist.wait_for(lambda s: len(s["waiting"]) == len(clients))
@@ -45,7 +47,7 @@ async def admitted_group(api: Api, sid: str, clients: list[tuple[str, str, Media
     return therapist, joined
 
 
-async def test_three_participants_see_and_hear_each_other(api: Api) -> None:  # noqa: F811
+async def test_three_participants_see_and_hear_each_other(api: Api) -> None:
     sid = await api.create_session()
     therapist, (ann, bob) = await admitted_group(
         api, sid, [("c1", "Ann Lee", AV), ("c2", "Bob Stone", AV)]
@@ -67,7 +69,7 @@ async def test_three_participants_see_and_hear_each_other(api: Api) -> None:  # 
     }
 
 
-async def test_audio_only_client_is_recorded_as_audio_only(api: Api) -> None:  # noqa: F811
+async def test_audio_only_client_is_recorded_as_audio_only(api: Api) -> None:
     sid = await api.create_session()
     therapist, (ann,) = await admitted_group(
         api, sid, [("c1", "Ann Lee", MediaOptions(audio=True, video=False))]
@@ -80,11 +82,12 @@ async def test_audio_only_client_is_recorded_as_audio_only(api: Api) -> None:  #
     status, data = await api.request(
         "GET", f"/api/v1/attendance?from=2026-11-01&to=2026-11-30&session={sid}&format=json"
     )
+    assert status == 200
     modality = {r["participant_id"]: r["modality"] for r in data["rows"]}
     assert modality == {"t1": "audio-video", "c1": "audio-only"}
 
 
-async def test_therapist_mute_is_enforced_at_the_relay(api: Api) -> None:  # noqa: F811
+async def test_therapist_mute_is_enforced_at_the_relay(api: Api) -> None:
     sid = await api.create_session()
     therapist, (ann, bob) = await admitted_group(
         api, sid, [("c1", "Ann Lee", AV), ("c2", "Bob Stone", AV)]
@@ -106,7 +109,7 @@ async def test_therapist_mute_is_enforced_at_the_relay(api: Api) -> None:  # noq
         await settle(therapist, ann, bob)
 
 
-async def test_waiting_client_has_no_media_path(api: Api) -> None:  # noqa: F811
+async def test_waiting_client_has_no_media_path(api: Api) -> None:
     sid = await api.create_session()
     therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist", media=AV)
     waiting = await api.join(sid, "c1", "Ann Lee", media=AV)
@@ -119,7 +122,7 @@ async def test_waiting_client_has_no_media_path(api: Api) -> None:  # noqa: F811
         await settle(therapist, waiting)
 
 
-async def test_late_joiner_gets_a_picture_within_a_second(api: Api) -> None:  # noqa: F811
+async def test_late_joiner_gets_a_picture_within_a_second(api: Api) -> None:
     sid = await api.create_session()
     therapist, (ann,) = await admitted_group(api, sid, [("c1", "Ann Lee", AV)])
     late = None
@@ -138,7 +141,7 @@ async def test_late_joiner_gets_a_picture_within_a_second(api: Api) -> None:  # 
         await settle(therapist, ann, late)
 
 
-async def test_malformed_sdp_gets_an_invalid_ack(api: Api) -> None:  # noqa: F811
+async def test_malformed_sdp_gets_an_invalid_ack(api: Api) -> None:
     sid = await api.create_session()
     therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
     try:

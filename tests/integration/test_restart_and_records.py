@@ -15,13 +15,13 @@ import pytest
 
 from client.participant import CircleClient
 
-from .server_fixtures import CIRCLE, GRACE_S, Api, CircleServer, api, server, settle  # noqa: F401
+from .server_fixtures import CIRCLE, GRACE_S, Api, CircleServer, settle
 
 pytestmark = pytest.mark.integration
 
 
 async def test_short_drop_returns_to_the_same_room_without_a_new_admit(
-    api: Api,  # noqa: F811
+    api: Api,
 ) -> None:
     sid = await api.create_session()
     therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
@@ -45,7 +45,7 @@ async def test_short_drop_returns_to_the_same_room_without_a_new_admit(
         await settle(therapist, ann)
 
 
-async def test_drop_longer_than_grace_is_a_new_arrival(api: Api) -> None:  # noqa: F811
+async def test_drop_longer_than_grace_is_a_new_arrival(api: Api) -> None:
     sid = await api.create_session()
     therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
     ann = await api.join(sid, "c1", "Ann Lee")
@@ -138,7 +138,7 @@ async def test_attendance_export_over_http_and_cli_is_audited(
     assert status == 200
     rows = {r["participant_id"]: r for r in csv.DictReader(io.StringIO(body))}
     assert set(rows) == {"t1", "c1", "c2", "c3"}
-    assert list(csv.reader(io.StringIO(body)))[0][:4] == [
+    assert next(csv.reader(io.StringIO(body)))[:4] == [
         "session_id", "service_date", "program", "kind"
     ]
     assert rows["c2"]["status"] == "denied" and rows["c3"]["status"] == "no_show"
@@ -148,7 +148,7 @@ async def test_attendance_export_over_http_and_cli_is_audited(
     assert len(rows["c1"]["minutes_present"].split(".")[1]) == 2
 
     status, one = await api.request(
-        "GET", f"/api/v1/attendance?from=2026-11-25&to=2026-11-25&participant=c1&format=json"
+        "GET", "/api/v1/attendance?from=2026-11-25&to=2026-11-25&participant=c1&format=json"
     )
     assert status == 200 and [r["participant_id"] for r in one["rows"]] == ["c1"]
     assert "42 CFR part 2" in one["notice"]
