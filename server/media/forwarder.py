@@ -4,9 +4,10 @@
 would be; `Egress` sits in a subscriber connection's router where aiortc's encoding sender
 would be, so that subscriber's PLI, FIR and NACK for the forwarded SSRC reach it.
 Per subscriber the packet gets the subscriber's SSRC, payload type, sequence numbers,
-timestamps, and header extensions re-encoded with that connection's ids (only those
-aiortc parses: mid, abs-send-time, audio level; transport-wide sequence numbers and RIDs
-are dropped, they describe the publisher's connection).
+timestamps, and header extensions re-encoded with that connection's ids (mid,
+abs-send-time, audio level; transport-wide sequence numbers, RIDs and unknown ids are
+dropped, they describe the publisher's connection). The header is patched in place per
+packet (`rewrite.HeaderWriter`), not serialized from a packet object: this is the hot path.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from aiortc.rtp import (
 from server.media import aiortc_seam, rtcp
 from server.media.cache import PacketCache
 from server.media.keyframe import starts_keyframe
-from server.media.rewrite import StreamRewriter
+from server.media.rewrite import ExtensionIds, HeaderWriter, StreamRewriter
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class Ingress:
     def unbind(self) -> None:
         if self._transport is not None:
             aiortc_seam.unregister_rtp_receiver(self._transport, self)
-        for egress in list(self._egresses):
+        for egress in tuple(self._egresses):
             egress.stop()
 
     def attach(self, egress: Egress) -> None:
@@ -142,7 +143,7 @@ class Ingress:
         self._cache.put(packet)
         now = self._clock()
         waiting = False
-        for egress in list(self._egresses):
+        for egress in tuple(self._egresses):
             await egress.forward(packet, codec, now)
             waiting = waiting or egress.waiting_for_keyframe
         if waiting or self._keyframe_pending:
@@ -189,6 +190,7 @@ class Egress:
         self._codecs: list[RTCRtpCodecParameters] = []
         self._pt_map: dict[int, int | None] = {}
         self._rewriter: StreamRewriter | None = None
+        self._header: HeaderWriter | None = None
         self._last_in_ssrc: int | None = None
         self._running = False
 
@@ -204,6 +206,8 @@ class Egress:
         if self._transport is None:
             self._transport = transport
             aiortc_seam.register_rtp_sender(transport, self, parameters)
+        ids = ExtensionIds.from_map(aiortc_seam.header_extensions(self._transport))
+        self._header = HeaderWriter(self._ssrc, self._mid, ids)
 
     def unbind(self) -> None:
         self.stop()
@@ -246,7 +250,9 @@ class Egress:
         """Rewrite `packet` for this subscriber and send it (may wait for a keyframe)."""
         if self._transport is None:
             return
-        payload_type = self._payload_type(codec)
+        payload_type = self._pt_map.get(codec.payloadType)  # type: ignore[arg-type]
+        if payload_type is None:
+            payload_type = self._payload_type(codec)
         if payload_type is None or self._rewriter is None:
             return
         if packet.ssrc != self._last_in_ssrc:
@@ -263,6 +269,30 @@ class Egress:
         mapped = self._rewriter.map(packet.sequence_number, packet.timestamp, now)
         if mapped is None:
             return
+        if packet.csrc or packet.padding_size or self._header is None:
+            data = self._serialize(packet, payload_type, mapped)
+        else:
+            extensions = packet.extensions
+            header = self._header.header(
+                payload_type,
+                packet.marker,
+                mapped[0],
+                mapped[1],
+                extensions.abs_send_time,
+                extensions.audio_level,
+            )
+            data = b"".join((header, packet.payload))
+        try:
+            await aiortc_seam.send_rtp(self._transport, data)
+        except ConnectionError:
+            return
+        self.packets_sent += 1
+
+    def _serialize(
+        self, packet: RtpPacket, payload_type: int, mapped: tuple[int, int]
+    ) -> bytes:
+        """The general path (CSRCs, padding): rare, so building a packet object is fine."""
+        assert self._transport is not None
         out = RtpPacket(
             payload_type=payload_type,
             marker=packet.marker,
@@ -278,12 +308,7 @@ class Egress:
             abs_send_time=packet.extensions.abs_send_time,
             audio_level=packet.extensions.audio_level,
         )
-        data = out.serialize(aiortc_seam.header_extensions(self._transport))
-        try:
-            await aiortc_seam.send_rtp(self._transport, data)
-        except ConnectionError:
-            return
-        self.packets_sent += 1
+        return out.serialize(aiortc_seam.header_extensions(self._transport))
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         if not self._running:

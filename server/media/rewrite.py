@@ -10,6 +10,10 @@ to the same outgoing number as the original and NACKs can be mapped back.
 from __future__ import annotations
 
 import random
+import struct
+from dataclasses import dataclass
+
+from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap
 
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
@@ -52,11 +56,11 @@ class StreamRewriter:
             self._run_start_out_seq = out_seq
             self._run_start_in_seq = seq
             self._highest_in_seq = seq
-        elif _seq_newer(self._run_start_in_seq, seq):
-            return None
-        out_seq = (seq + self._seq_offset) % SEQ_MOD
-        out_ts = (timestamp + self._ts_offset) % TS_MOD
-        if _seq_newer(seq, self._highest_in_seq) or out_seq == self._run_start_out_seq:
+        elif 0 < (self._run_start_in_seq - seq) & 0xFFFF < 0x8000:
+            return None  # older than the run (inlined `_seq_newer`: this runs per packet)
+        out_seq = (seq + self._seq_offset) & 0xFFFF
+        out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
+        if 0 < (seq - self._highest_in_seq) & 0xFFFF < 0x8000 or out_seq == self._run_start_out_seq:
             self._highest_in_seq = seq
             self._last_out_seq = out_seq
             self._last_out_ts = out_ts
@@ -76,3 +80,110 @@ class StreamRewriter:
 def _seq_newer(a: int, b: int) -> bool:
     """Whether sequence number `a` comes after `b`, modulo wrap-around."""
     return a != b and (a - b) % SEQ_MOD < SEQ_MOD // 2
+
+
+class HeaderWriter:
+    """Writes one subscriber's RTP header bytes in place, instead of serializing a packet.
+
+    The header of every packet sent on one egress is the same 12 bytes plus the same
+    extension block except for a few fields, so it is built once per egress (per variant:
+    with or without abs-send-time / audio level) with the subscriber connection's own
+    extension ids, and only marker/payload type, sequence number, timestamp and the
+    extension values are patched per packet with `struct.pack_into` into a reused
+    bytearray. Extensions kept: mid (the subscriber's, constant), abs-send-time and audio
+    level (values copied from the publisher). Everything else the publisher sent
+    (transport-wide sequence numbers, RID, unknown ids) is stripped: it describes the
+    publisher's connection, and its ids mean nothing on the subscriber's.
+    """
+
+    __slots__ = ("_ids", "_mid", "_ssrc", "_variants")
+
+    def __init__(self, ssrc: int, mid: str | None, ids: ExtensionIds) -> None:
+        self._ssrc = ssrc
+        self._mid = mid.encode("utf8") if mid else b""
+        self._ids = ids
+        self._variants: dict[tuple[bool, bool], tuple[bytearray, int, int]] = {}
+
+    def header(
+        self,
+        payload_type: int,
+        marker: int,
+        seq: int,
+        timestamp: int,
+        abs_send_time: int | None,
+        audio_level: tuple[bool, int] | None,
+    ) -> bytearray:
+        """The header for one packet; valid until the next call (the buffer is reused)."""
+        key = (abs_send_time is not None, audio_level is not None)
+        variant = self._variants.get(key)
+        if variant is None:
+            variant = self._variants[key] = self._build(*key)
+        buf, abs_at, level_at = variant
+        _PACK_HEAD(buf, 1, (marker << 7) | payload_type, seq, timestamp)
+        if abs_at and abs_send_time is not None:
+            _PACK_ABS(buf, abs_at, abs_send_time >> 8 & 0xFFFF, abs_send_time & 0xFF)
+        if level_at and audio_level is not None:
+            buf[level_at] = (0x80 if audio_level[0] else 0) | (audio_level[1] & 0x7F)
+        return buf
+
+    def _build(self, with_abs: bool, with_level: bool) -> tuple[bytearray, int, int]:
+        """Header template and offsets of the abs-send-time and audio-level values (0: none)."""
+        elements: list[tuple[int, bytes]] = []
+        if self._mid and self._ids.mid:
+            elements.append((self._ids.mid, self._mid))
+        if with_abs and self._ids.abs_send_time:
+            elements.append((self._ids.abs_send_time, b"\x00\x00\x00"))
+        if with_level and self._ids.audio_level:
+            elements.append((self._ids.audio_level, b"\x00"))
+        one_byte = all(0 < i <= 14 and 0 < len(v) <= 16 for i, v in elements)
+        block = bytearray()
+        offsets: dict[int, int] = {}
+        for x_id, value in elements:
+            if one_byte:
+                block.append((x_id << 4) | (len(value) - 1))
+            else:
+                block += bytes([x_id, len(value)])
+            offsets[x_id] = len(block)
+            block += value
+        block += b"\x00" * (-len(block) % 4)
+        head = bytearray(12)
+        struct.pack_into("!BBHII", head, 0, 0x90 if block else 0x80, 0, 0, 0, self._ssrc)
+        if block:
+            head += struct.pack("!HH", 0xBEDE if one_byte else 0x1000, len(block) // 4) + block
+        base = 16 if block else 12
+        abs_at = offsets.get(self._ids.abs_send_time) if with_abs else None
+        level_at = offsets.get(self._ids.audio_level) if with_level else None
+        return (
+            head,
+            0 if abs_at is None else base + abs_at,
+            0 if level_at is None else base + level_at,
+        )
+
+
+@dataclass(frozen=True)
+class ExtensionIds:
+    """The header-extension ids one connection negotiated (0: not negotiated)."""
+
+    mid: int = 0
+    abs_send_time: int = 0
+    audio_level: int = 0
+
+    @classmethod
+    def from_map(cls, extensions_map: HeaderExtensionsMap) -> ExtensionIds:
+        """Read the ids through the map's public `set` (aiortc keeps them private)."""
+
+        def id_of(values: HeaderExtensions) -> int:
+            profile, block = extensions_map.set(values)
+            if not block:
+                return 0
+            return block[0] >> 4 if profile == 0xBEDE else block[0]
+
+        return cls(
+            mid=id_of(HeaderExtensions(mid="0")),
+            abs_send_time=id_of(HeaderExtensions(abs_send_time=0)),
+            audio_level=id_of(HeaderExtensions(audio_level=(False, 0))),
+        )
+
+
+_PACK_HEAD = struct.Struct("!BHI").pack_into
+_PACK_ABS = struct.Struct("!HB").pack_into

@@ -97,3 +97,31 @@ async def test_disallowed_kind_is_dropped_at_ingress() -> None:
     ingress.allowed = False
     await ingress._handle_rtp_packet(_rtp(11, KEY), 0)
     assert subscriber.sent == [] and ingress.packets_received == 1
+
+
+async def test_extensions_are_rewritten_for_the_subscriber_and_padding_kept() -> None:
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensions
+
+    ingress, _, egress, subscriber = await _pair()
+    subscriber._rtp_header_extensions_map.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=4, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+                RTCRtpHeaderExtensionParameters(
+                    id=6, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+                ),
+            ]
+        )
+    )
+    await egress.bind(subscriber, RTCRtpSendParameters(codecs=[VP8_OUT], muxId="3"))  # type: ignore[arg-type]
+    key = _rtp(11, KEY)
+    key.extensions = HeaderExtensions(mid="0", abs_send_time=1234, transport_sequence_number=9)
+    padded = _rtp(12, DELTA)
+    padded.padding_size = 4
+    await ingress._handle_rtp_packet(key, 0)
+    await ingress._handle_rtp_packet(padded, 0)
+    out = [RtpPacket.parse(d, subscriber._rtp_header_extensions_map) for d in subscriber.sent]
+    assert out[0].extensions == HeaderExtensions(mid="3", abs_send_time=1234)
+    assert out[0].payload == KEY and out[1].payload == DELTA and out[1].padding_size == 4
+    assert [p.ssrc for p in out] == [555, 555]
