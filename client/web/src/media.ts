@@ -1,0 +1,135 @@
+// The one RTCPeerConnection to the relay. Contract (docs/protocol.md, v1): the browser sends
+// the first offer once admitted; the relay answers; later the relay offers and we answer.
+// No trickle: every SDP is sent after ICE gathering completed. Every signal is applied
+// strictly in arrival order through one promise chain.
+
+export type Ack = { ok: boolean; error?: { code: string; message: string } };
+export type SignalMessage = { type: "offer" | "answer"; sdp: string };
+
+const RTC_CONFIG: RTCConfiguration = {
+  iceServers: [], // never a public STUN server; a clinic sets its own TURN in production
+  bundlePolicy: "max-bundle",
+  rtcpMuxPolicy: "require",
+};
+const GATHER_TIMEOUT_MS = 5000;
+
+export class RelayPeer {
+  readonly pc: RTCPeerConnection;
+  private chain: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  constructor(
+    private readonly local: MediaStream | null,
+    private readonly send: (message: SignalMessage) => Promise<Ack>,
+    private readonly onStream: (publisherId: string, stream: MediaStream) => void,
+    private readonly onProblem: (text: string) => void,
+  ) {
+    this.pc = new RTCPeerConnection(RTC_CONFIG);
+    this.pc.addEventListener("track", (event) => {
+      const stream = event.streams[0];
+      // The stream id (msid) of every forwarded track is the publisher's participant id.
+      if (stream) this.onStream(stream.id, stream);
+    });
+  }
+
+  /** The first offer: our own tracks (send-only), or a receive-only transceiver. */
+  start(): void {
+    this.enqueue(async () => {
+      const tracks = this.local ? this.local.getTracks() : [];
+      for (const track of tracks) {
+        this.pc.addTransceiver(track, { direction: "sendonly", streams: [this.local!] });
+      }
+      if (tracks.length === 0) this.pc.addTransceiver("audio", { direction: "recvonly" });
+      await this.pc.setLocalDescription(await this.pc.createOffer());
+      await this.gathered();
+      await this.reply("offer");
+    });
+  }
+
+  /** A `signal` event from the relay. */
+  handle(message: SignalMessage): void {
+    this.enqueue(async () => {
+      if (message.type === "answer") {
+        await this.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+        return;
+      }
+      await this.pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+      await this.pc.setLocalDescription(await this.pc.createAnswer());
+      await this.gathered();
+      await this.reply("answer");
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    try {
+      this.pc.close();
+    } catch {
+      /* already closed */
+    }
+  }
+
+  private async reply(type: "offer" | "answer"): Promise<void> {
+    const sdp = this.pc.localDescription?.sdp;
+    if (this.closed || !sdp) return;
+    const ack = await this.send({ type, sdp });
+    if (!ack.ok) this.onProblem(`Media negotiation refused: ${ack.error?.message ?? "unknown"}`);
+  }
+
+  private enqueue(step: () => Promise<void>): void {
+    this.chain = this.chain.then(async () => {
+      if (this.closed) return;
+      try {
+        await step();
+      } catch (err) {
+        if (!this.closed) this.onProblem(`Media problem: ${err instanceof Error ? err.name : "error"}`);
+      }
+    });
+  }
+
+  private gathered(): Promise<void> {
+    if (this.pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        if (this.pc.iceGatheringState !== "complete") return;
+        this.pc.removeEventListener("icegatheringstatechange", done);
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.pc.removeEventListener("icegatheringstatechange", done);
+        resolve(); // send what we have: host candidates come first
+      }, GATHER_TIMEOUT_MS);
+      this.pc.addEventListener("icegatheringstatechange", done);
+    });
+  }
+
+  /** framesDecoded per publisher (for the tests' debug hook and the connection indicator). */
+  async inbound(): Promise<Record<string, { video: number; audio: number }>> {
+    const out: Record<string, { video: number; audio: number }> = {};
+    const report = await this.pc.getStats();
+    report.forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      const mid = s.mid as string | undefined;
+      const pid = streamIdOf(this.pc, mid ?? null);
+      if (!pid) return;
+      const entry = (out[pid] ??= { video: 0, audio: 0 });
+      if (s.kind === "video") entry.video += Number(s.framesDecoded ?? 0);
+      else entry.audio += Number(s.packetsReceived ?? 0);
+    });
+    return out;
+  }
+}
+
+/** The msid stream id of the m-section `mid` in the remote description. */
+function streamIdOf(pc: RTCPeerConnection, mid: string | null): string | null {
+  const sdp = pc.remoteDescription?.sdp;
+  if (!sdp || mid === null) return null;
+  const sections = sdp.split(/\r?\nm=/);
+  for (const section of sections) {
+    if (!new RegExp(`\\r?\\na=mid:${mid.replace(/[^A-Za-z0-9]/g, "")}\\r?(\\n|$)`).test("\n" + section + "\n")) continue;
+    const msid = /a=msid:(\S+)/.exec(section);
+    if (msid && msid[1] !== "-") return msid[1];
+  }
+  return null;
+}
