@@ -23,6 +23,8 @@ from server.metrics import CONTENT_TYPE_LATEST
 from server.services import Services
 from signaling import commands as c
 from signaling.policy import Rejected
+from signaling.protocol import BreakoutPlanPayload
+from signaling.translate import plan_from
 
 log = logging.getLogger("circle.http")
 
@@ -206,6 +208,18 @@ async def revoke_invite(request: web.Request) -> web.Response:
     return web.json_response({"revoked": True})
 
 
+async def save_breakout_plan(request: web.Request) -> web.Response:
+    """Staff prepare role-play rooms before the session; the therapist opens them later."""
+    services = request.app[SERVICES]
+    session_id = request.match_info["session_id"]
+    body: BreakoutPlanPayload = await parse_body(request, BreakoutPlanPayload)
+    command = c.SaveBreakoutPlan(plan_from(body))
+    decision = await services.hub.submit(session_id, _actor(request), command)
+    if isinstance(decision, Rejected):
+        return _rejected(decision)
+    return web.json_response({"saved": True})
+
+
 async def get_session(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     session_id = request.match_info["session_id"]
@@ -293,6 +307,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/sessions/{session_id}", get_session)
     app.router.add_post("/api/v1/sessions/{session_id}/invites", create_invite)
     app.router.add_delete("/api/v1/sessions/{session_id}/invites/{token_id}", revoke_invite)
+    app.router.add_put("/api/v1/sessions/{session_id}/breakout-plan", save_breakout_plan)
     app.router.add_get("/api/v1/attendance", attendance)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

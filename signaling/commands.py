@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from signaling.model import MuteKind, Program, Role, SessionKind
+from signaling.model import BreakoutPlan, MuteKind, Program, Role, SessionKind
 
 ActorKind = Literal["participant", "staff", "system"]
 
@@ -156,6 +156,62 @@ class Recover:
     """The server restarted: every connection it knew of is gone as of now."""
 
 
+@dataclass(frozen=True)
+class SaveBreakoutPlan:
+    """Keep a plan on the session (staff before it starts, or a therapist) to open later."""
+
+    plan: BreakoutPlan
+
+
+@dataclass(frozen=True)
+class OpenBreakouts:
+    """Open `plan`, or the saved plan when `plan` is None.
+
+    `seed` drives auto planning: chosen by the gateway, so `decide` stays deterministic.
+    """
+
+    plan: BreakoutPlan | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class MoveToRoom:
+    participant_id: str
+    room: str
+
+
+@dataclass(frozen=True)
+class VisitRoom:
+    room: str
+
+
+@dataclass(frozen=True)
+class RotateRoles:
+    pass
+
+
+@dataclass(frozen=True)
+class ExtendBreakouts:
+    minutes: int
+
+
+@dataclass(frozen=True)
+class CloseBreakouts:
+    grace_s: int
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """A text for every room; delivered as a notice, not recorded (like chat)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class AskForHelp:
+    """A client asks the therapists for help; they get a notice naming the room."""
+
+
 Command = (
     CreateSession
     | IssueInvite
@@ -176,4 +232,13 @@ Command = (
     | ReportMedia
     | Tick
     | Recover
+    | SaveBreakoutPlan
+    | OpenBreakouts
+    | MoveToRoom
+    | VisitRoom
+    | RotateRoles
+    | ExtendBreakouts
+    | CloseBreakouts
+    | Broadcast
+    | AskForHelp
 )

@@ -11,9 +11,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from signaling import breakouts
 from signaling import commands as c
 from signaling import events as e
-from signaling.model import MAIN_ROOM, Invitee, Participant, SessionInfo, SessionState
+from signaling.model import Breakouts, Invitee, Participant, SessionInfo, SessionState
 from signaling.policy import Rejected, check
 
 ABANDONED_AFTER = timedelta(hours=4)
@@ -157,7 +158,34 @@ def _decide(
                 for p in _by_arrival(state.participants.values())
                 if p.connected and p.status in ("waiting", "admitted")
             ]
+        case _ if isinstance(command, _BREAKOUT_COMMANDS):
+            if state.ended:
+                return Rejected("conflict", "the session has ended")
+            return breakouts.decide(state, command, actor, now)
     return Rejected("invalid", "unknown command")
+
+
+_BREAKOUT_COMMANDS = (
+    c.SaveBreakoutPlan,
+    c.OpenBreakouts,
+    c.MoveToRoom,
+    c.VisitRoom,
+    c.RotateRoles,
+    c.ExtendBreakouts,
+    c.CloseBreakouts,
+    c.Broadcast,
+    c.AskForHelp,
+)
+_BREAKOUT_EVENTS = (
+    e.BreakoutPlanSaved,
+    e.BreakoutsOpened,
+    e.Moved,
+    e.BreakoutRolesRotated,
+    e.BreakoutsExtended,
+    e.BreakoutWarningDue,
+    e.BreakoutsClosing,
+    e.BreakoutsClosed,
+)
 
 
 def _connect(state: SessionState, command: c.Connect, now: datetime) -> list[e.Event] | Rejected:
@@ -185,9 +213,10 @@ def _connect(state: SessionState, command: c.Connect, now: datetime) -> list[e.E
 
 
 def _due(state: SessionState, now: datetime) -> Iterable[e.Event]:
-    """Events whose time has come: expired grace periods, then an abandoned session's end."""
+    """Events whose time has come: breakout timers, expired grace periods, abandonment."""
     if state.info is None or state.ended:
         return
+    yield from breakouts.due(state, now)
     grace = timedelta(seconds=state.info.reconnect_grace_s)
     for p in _by_arrival(state.participants.values()):
         if p.disconnected_at is not None and p.disconnected_at + grace <= now:
@@ -212,6 +241,9 @@ def next_deadline(state: SessionState) -> datetime | None:
     ]
     if not any(p.connected for p in state.participants.values()):
         times.append(_abandon_at(state.info))
+    breakout_timer = breakouts.deadline(state)
+    if breakout_timer is not None:
+        times.append(breakout_timer)
     return min(times, default=None)
 
 
@@ -226,6 +258,8 @@ def _by_arrival(participants: Iterable[Participant]) -> list[Participant]:
 def apply(state: SessionState, event: e.Event) -> SessionState:
     """The state after `event`; total for every event type, so replay never fails midway."""
     state = replace(state, seq=state.seq + 1, last_event_at=event.at)
+    if isinstance(event, _BREAKOUT_EVENTS):
+        return breakouts.apply(state, event)
     parts = dict(state.participants)
     match event:
         case e.SessionCreated():
@@ -260,8 +294,11 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
             )
             return replace(state, participants=parts, arrivals=state.arrivals + 1)
         case e.Admitted():
-            _update(parts, event.participant_id, status="admitted", room=MAIN_ROOM,
-                    waiting_since=None)
+            admitted = parts.get(event.participant_id)
+            if admitted is not None:
+                room, role = breakouts.placement(state, admitted)
+                parts[admitted.id] = replace(admitted, status="admitted", room=room,
+                                             breakout_role=role, waiting_since=None)
         case e.Denied():
             _update(parts, event.participant_id, status="denied", waiting_since=None,
                     connected=False, disconnected_at=None)
@@ -292,8 +329,10 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
             for pid, p in parts.items():
                 if p.status in ("waiting", "admitted"):
                     parts[pid] = replace(p, status="left", room=None, connected=False,
-                                         disconnected_at=None, hand=False)
-            return replace(state, participants=parts, ended=True, ended_at=event.at)
+                                         disconnected_at=None, hand=False,
+                                         breakout_role=None)
+            return replace(state, participants=parts, ended=True, ended_at=event.at,
+                           breakouts=Breakouts(saved=state.breakouts.saved))
         case e.MediaPublished():
             publisher = parts.get(event.participant_id)
             if publisher is not None:

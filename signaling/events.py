@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from signaling.model import MuteKind, Program, Role, SessionKind
+from signaling.model import (
+    BreakoutPlan,
+    BreakoutRole,
+    BreakoutRoom,
+    MuteKind,
+    Program,
+    Role,
+    SessionKind,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,14 +179,74 @@ class MediaPublished(Event):
     kinds: frozenset[MuteKind]
 
 
+@_register("breakout_plan_saved")
+@dataclass(frozen=True, kw_only=True)
+class BreakoutPlanSaved(Event):
+    plan: BreakoutPlan
+    by: str
+
+
+@_register("breakouts_opened")
+@dataclass(frozen=True, kw_only=True)
+class BreakoutsOpened(Event):
+    """Rooms as opened (auto plans already resolved, so replay needs no randomness)."""
+
+    rooms: tuple[BreakoutRoom, ...]
+    ends_at: datetime
+    by: str
+
+
+@_register("moved")
+@dataclass(frozen=True, kw_only=True)
+class Moved(Event):
+    """A participant went to a room (a breakout id or main): moved by a therapist, or a
+    therapist visiting. `assign` makes it the participant's place on reconnect too."""
+
+    participant_id: str
+    room: str
+    role: BreakoutRole | None
+    assign: bool
+    by: str
+
+
+@_register("breakout_roles_rotated")
+@dataclass(frozen=True, kw_only=True)
+class BreakoutRolesRotated(Event):
+    roles: Mapping[str, Mapping[str, BreakoutRole]]
+    """Room id -> participant id -> new role."""
+    by: str
+
+
+@_register("breakouts_extended")
+@dataclass(frozen=True, kw_only=True)
+class BreakoutsExtended(Event):
+    ends_at: datetime
+    by: str
+
+
+@_register("breakout_warning_due")
+@dataclass(frozen=True, kw_only=True)
+class BreakoutWarningDue(Event):
+    """One minute before the end: recorded so a restart does not warn twice."""
+
+
+@_register("breakouts_closing")
+@dataclass(frozen=True, kw_only=True)
+class BreakoutsClosing(Event):
+    closing_at: datetime
+    by: str | None
+    """The therapist who closed them, or None when their time ran out."""
+
+
+@_register("breakouts_closed")
+@dataclass(frozen=True, kw_only=True)
+class BreakoutsClosed(Event):
+    """Everyone is back in the main room."""
+
+
 def event_types() -> Mapping[str, type[Event]]:
     """Every registered event type by its stored name."""
     return dict(_REGISTRY)
-
-
-def register(name: str) -> typing.Callable[[type[Event]], type[Event]]:
-    """Register an event type defined in another module of the core (breakouts)."""
-    return _register(name)
 
 
 def to_record(event: Event) -> dict[str, Any]:

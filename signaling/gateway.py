@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,28 +25,20 @@ from signaling import commands as c
 from signaling import events as e
 from signaling.media_plan import plan_for
 from signaling.model import Role, SessionState
+from signaling.notices import broadcast_notices, help_notices, notices_for
 from signaling.policy import Rejected
 from signaling.ports import MediaKind, MediaPlan, Relay, SignalType
 from signaling.protocol import (
+    CLIENT_EVENTS,
     MAX_EVENT_BYTES,
-    AdmitAllPayload,
-    AdmitPayload,
-    ChatPayload,
-    DenyPayload,
-    EndPayload,
-    HandPayload,
-    LeavePayload,
-    LockPayload,
-    MutePayload,
     ProtocolError,
-    RemovePayload,
-    SignalPayload,
     error,
     ok,
     parse_client_event,
 )
 from signaling.ratelimit import TokenBucket
 from signaling.runtime import SessionHub
+from signaling.translate import command_for
 from signaling.views import first_name, view_for
 
 log = logging.getLogger("circle.gateway")
@@ -229,15 +222,28 @@ class Gateway:
             return error("invalid", f"payload larger than {self._limits.max_event_bytes} bytes")
         payload = parse_client_event(event, data)
         actor = c.Actor.participant(conn.participant_id, conn.role)
-        command = _command_for(payload)
+        command = command_for(payload, seed=secrets.randbits(32))
         decision = await self._hub.submit(conn.session_id, actor, command)
         if isinstance(decision, Rejected):
             return error(decision.code, decision.message)
-        if isinstance(command, c.Chat):
-            await self._deliver_chat(conn, command.text)
-        elif isinstance(command, c.Signal):
-            return await self._relay_signal(conn, command)
+        match command:
+            case c.Chat():
+                await self._deliver_chat(conn, command.text)
+            case c.Signal():
+                return await self._relay_signal(conn, command)
+            case c.Broadcast():
+                state = await self._hub.state(conn.session_id)
+                await self._deliver(conn.session_id, broadcast_notices(state, command.text))
+            case c.AskForHelp():
+                state = await self._hub.state(conn.session_id)
+                await self._deliver(conn.session_id, help_notices(state, conn.participant_id))
         return ok()
+
+    async def _deliver(self, session_id: str, notices: list[tuple[str, dict[str, Any]]]) -> None:
+        for participant_id, notice in notices:
+            sid = self._by_participant.get((session_id, participant_id))
+            if sid is not None:
+                await self._emit(sid, "notice", notice)
 
     async def _deliver_chat(self, conn: _Connection, text: str) -> None:
         state = await self._hub.state(conn.session_id)
@@ -276,8 +282,12 @@ class Gateway:
         self, before: SessionState, after: SessionState, events: Sequence[e.Event]
     ) -> None:
         session_id = after.info.id if after.info else ""
+        await self._deliver(session_id, notices_for(after, events))
         for event in events:
-            await self._announce(session_id, event)
+            if isinstance(event, e.Denied | e.Removed):
+                sid = self._by_participant.get((session_id, event.participant_id))
+                if sid is not None:
+                    self._close_soon(sid)
         for conn in [x for x in self._conns.values() if x.session_id == session_id]:
             await self._push_view(conn, after)
         if any(isinstance(event, e.SessionEnded) for event in events):
@@ -285,19 +295,6 @@ class Gateway:
                 await self._emit(conn.sid, "ended", {"reason": "ended"})
                 self._close_soon(conn.sid)
         await self._update_media(session_id, after)
-
-    async def _announce(self, session_id: str, event: e.Event) -> None:
-        """Tell a denied or removed participant why, then close its connection."""
-        if isinstance(event, e.Denied | e.Removed):
-            sid = self._by_participant.get((session_id, event.participant_id))
-            if sid is None:
-                return
-            if isinstance(event, e.Denied):
-                notice = {"kind": "denied", "text": event.reason or "You were not admitted."}
-            else:
-                notice = {"kind": "removed", "text": "You were removed from the session."}
-            await self._emit(sid, "notice", notice)
-            self._close_soon(sid)
 
     async def _push_view(self, conn: _Connection, state: SessionState) -> None:
         view = view_for(state, conn.participant_id)
@@ -363,10 +360,7 @@ class Gateway:
         await self._hub.submit(session_id, c.SYSTEM, c.ReportMedia(participant_id, kinds))
 
 
-_KNOWN_EVENTS = frozenset(
-    ["admit", "admit_all", "deny", "mute", "remove", "lock", "end", "signal", "chat", "hand",
-     "leave"]
-)
+_KNOWN_EVENTS = frozenset(CLIENT_EVENTS)
 
 
 def _size(data: Any) -> int:
@@ -374,31 +368,3 @@ def _size(data: Any) -> int:
         return len(json.dumps(data, separators=(",", ":")).encode())
     except (TypeError, ValueError):
         return 0
-
-
-def _command_for(payload: object) -> c.Command:
-    """The core command a parsed wire payload asks for."""
-    match payload:
-        case AdmitPayload():
-            return c.Admit(payload.participant_id)
-        case DenyPayload():
-            return c.Deny(payload.participant_id, payload.reason)
-        case MutePayload():
-            return c.Mute(payload.participant_id, payload.kind, payload.muted)
-        case RemovePayload():
-            return c.Remove(payload.participant_id)
-        case LockPayload():
-            return c.Lock(payload.locked)
-        case SignalPayload():
-            return c.Signal(payload.type, payload.sdp)
-        case ChatPayload():
-            return c.Chat(payload.text)
-        case HandPayload():
-            return c.RaiseHand(payload.raised)
-        case AdmitAllPayload():
-            return c.AdmitAll()
-        case EndPayload():
-            return c.End()
-        case LeavePayload():
-            return c.Leave()
-    raise ProtocolError("invalid", "unknown event")

@@ -46,6 +46,64 @@ class Invitee:
 
 
 @dataclass(frozen=True)
+class BreakoutRoom:
+    """One role-play room: who is assigned to it, in which role, rehearsing what.
+
+    `members` is the assignment (the order is the rotation order); where a participant is
+    right now is `Participant.room`, which differs while a therapist visits or after a move.
+    """
+
+    id: str
+    name: str
+    scenario: str
+    members: tuple[str, ...]
+    roles: Mapping[str, BreakoutRole]
+
+
+@dataclass(frozen=True)
+class PlannedRoom:
+    """A room of a plan, before it is opened (members may not have arrived yet)."""
+
+    name: str
+    scenario: str
+    participant_ids: tuple[str, ...]
+    roles: Mapping[str, BreakoutRole]
+
+
+@dataclass(frozen=True)
+class BreakoutPlan:
+    """What a therapist (or staff, before the session) prepared: explicit rooms or auto."""
+
+    minutes: int
+    rooms: tuple[PlannedRoom, ...] = ()
+    auto_count: int = 0
+    auto_strategy: Literal["random", "balanced"] = "balanced"
+    scenario: str = ""
+    """The scenario every auto-planned room gets."""
+
+
+@dataclass(frozen=True)
+class Breakouts:
+    """The breakout rooms of a session, open or not, and the plan saved for later."""
+
+    open: bool = False
+    rooms: tuple[BreakoutRoom, ...] = ()
+    ends_at: datetime | None = None
+    warned: bool = False
+    closing_at: datetime | None = None
+    saved: BreakoutPlan | None = None
+
+    def room(self, room_id: str) -> BreakoutRoom | None:
+        return next((r for r in self.rooms if r.id == room_id), None)
+
+    def assignment(self, participant_id: str) -> BreakoutRoom | None:
+        """The open room `participant_id` is assigned to, if any."""
+        if not self.open:
+            return None
+        return next((r for r in self.rooms if participant_id in r.members), None)
+
+
+@dataclass(frozen=True)
 class Participant:
     """One person's standing in the session."""
 
@@ -85,6 +143,7 @@ class SessionState:
     invitees: Mapping[str, Invitee] = field(default_factory=dict)
     revoked_tokens: frozenset[str] = frozenset()
     participants: Mapping[str, Participant] = field(default_factory=dict)
+    breakouts: Breakouts = field(default_factory=Breakouts)
     arrivals: int = 0
     last_event_at: datetime | None = None
 

@@ -34,8 +34,17 @@ THERAPIST_ONLY: tuple[type, ...] = (
     c.Mute,
     c.Lock,
     c.End,
+    c.OpenBreakouts,
+    c.MoveToRoom,
+    c.VisitRoom,
+    c.RotateRoles,
+    c.ExtendBreakouts,
+    c.CloseBreakouts,
+    c.Broadcast,
+    c.SaveBreakoutPlan,
 )
-ADMITTED_ONLY: tuple[type, ...] = (c.RaiseHand, c.Chat, c.Signal)
+STAFF_OR_THERAPIST: tuple[type, ...] = (c.SaveBreakoutPlan,)
+ADMITTED_ONLY: tuple[type, ...] = (c.RaiseHand, c.Chat, c.Signal, c.AskForHelp)
 
 
 def check(state: SessionState, actor: c.Actor, command: object) -> Rejected | None:
@@ -44,6 +53,8 @@ def check(state: SessionState, actor: c.Actor, command: object) -> Rejected | No
         return None if actor.kind == "staff" else Rejected("forbidden", "staff only")
     if not state.exists:
         return Rejected("not_found", "no such session")
+    if isinstance(command, STAFF_OR_THERAPIST) and actor.kind == "staff":
+        return None
     if isinstance(command, SYSTEM_ONLY):
         return None if actor.kind == "system" else Rejected("forbidden", "server only")
     if actor.kind != "participant":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MAX_EVENT_BYTES = 64 * 1024
 """Largest client payload handled; bigger ones get an `invalid` ack (SDPs are ~5-20 KB)."""
@@ -74,6 +74,84 @@ class LeavePayload(_Payload):
     pass
 
 
+BreakoutRoleName = Literal["protagonist", "antagonist", "auxiliary", "double", "observer"]
+Scenario = Annotated[str, Field(max_length=2000)]
+RoomName = Annotated[str, Field(min_length=1, max_length=80)]
+
+
+class PlannedRoomPayload(_Payload):
+    name: RoomName
+    participant_ids: Annotated[list[Id], Field(max_length=30)] = []
+    roles: dict[Id, BreakoutRoleName] = {}
+    scenario: Scenario = ""
+
+
+class AutoPlanPayload(_Payload):
+    count: Annotated[int, Field(ge=1, le=20)]
+    strategy: Literal["random", "balanced"] = "balanced"
+
+
+class BreakoutPlanPayload(_Payload):
+    """Explicit rooms, or `auto`; `minutes` is how long the rooms stay open."""
+
+    rooms: Annotated[list[PlannedRoomPayload], Field(max_length=20)] | None = None
+    auto: AutoPlanPayload | None = None
+    minutes: Annotated[int, Field(ge=1, le=180)] = 10
+    scenario: Scenario = ""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> BreakoutPlanPayload:
+        if (self.rooms is None) == (self.auto is None):
+            raise ValueError("give either rooms or auto")
+        return self
+
+
+class BreakoutsOpenPayload(_Payload):
+    """A plan to open now, or `use_saved` to open the plan saved on the session."""
+
+    rooms: Annotated[list[PlannedRoomPayload], Field(max_length=20)] | None = None
+    auto: AutoPlanPayload | None = None
+    minutes: Annotated[int, Field(ge=1, le=180)] = 10
+    scenario: Scenario = ""
+    use_saved: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> BreakoutsOpenPayload:
+        kinds = (self.rooms is not None) + (self.auto is not None) + self.use_saved
+        if kinds != 1:
+            raise ValueError("give exactly one of rooms, auto or use_saved")
+        return self
+
+
+class BreakoutMovePayload(_Payload):
+    participant_id: Id
+    room: Id
+
+
+class BreakoutVisitPayload(_Payload):
+    room: Id
+
+
+class BreakoutRotatePayload(_Payload):
+    pass
+
+
+class BreakoutExtendPayload(_Payload):
+    minutes: Annotated[int, Field(ge=1, le=180)]
+
+
+class BreakoutsClosePayload(_Payload):
+    grace_s: Annotated[int, Field(ge=0, le=600)] = 30
+
+
+class BreakoutBroadcastPayload(_Payload):
+    text: ChatText
+
+
+class BreakoutHelpPayload(_Payload):
+    pass
+
+
 CLIENT_EVENTS: dict[str, type[_Payload]] = {
     "admit": AdmitPayload,
     "admit_all": AdmitAllPayload,
@@ -86,6 +164,15 @@ CLIENT_EVENTS: dict[str, type[_Payload]] = {
     "chat": ChatPayload,
     "hand": HandPayload,
     "leave": LeavePayload,
+    "breakouts_save": BreakoutPlanPayload,
+    "breakouts_open": BreakoutsOpenPayload,
+    "breakout_move": BreakoutMovePayload,
+    "breakout_visit": BreakoutVisitPayload,
+    "breakout_rotate": BreakoutRotatePayload,
+    "breakout_extend": BreakoutExtendPayload,
+    "breakouts_close": BreakoutsClosePayload,
+    "breakout_broadcast": BreakoutBroadcastPayload,
+    "breakout_help": BreakoutHelpPayload,
 }
 """Client -> server events by name (the Socket.IO event name is the discriminator)."""
 

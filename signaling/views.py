@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from signaling.model import Participant, SessionState
+from signaling.model import BreakoutPlan, BreakoutRoom, Participant, SessionState
 
 
 def first_name(name: str) -> str:
@@ -34,7 +34,7 @@ def view_for(state: SessionState, participant_id: str) -> dict[str, Any]:
         },
         "you": _you(me, participant_id),
         "participants": [_peer(p, full=therapist) for p in state.admitted()] if inside else [],
-        "breakouts": {"open": False, "ends_at": None, "rooms": []},
+        "breakouts": _breakouts(state, me, therapist) if inside else _closed(),
     }
     if therapist and inside:
         view["waiting"] = [_waiting(p) for p in state.waiting()]
@@ -44,6 +44,54 @@ def view_for(state: SessionState, participant_id: str) -> dict[str, Any]:
             if i.id not in state.participants
         ]
     return view
+
+
+def _closed() -> dict[str, Any]:
+    return {"open": False, "ends_at": None, "closing_at": None, "rooms": []}
+
+
+def _breakouts(state: SessionState, me: Participant | None, therapist: bool) -> dict[str, Any]:
+    """Therapists see every room and the saved plan; a client sees only its own room."""
+    b = state.breakouts
+    view = _closed()
+    if b.open:
+        rooms = b.rooms if therapist else tuple(
+            r for r in b.rooms if me is not None and r.id == me.room
+        )
+        view = {
+            "open": True,
+            "ends_at": b.ends_at.isoformat() if b.ends_at else None,
+            "closing_at": b.closing_at.isoformat() if b.closing_at else None,
+            "rooms": [_room(r, state) for r in rooms],
+        }
+    if therapist:
+        view["saved"] = _plan(b.saved) if b.saved else None
+    return view
+
+
+def _room(room: BreakoutRoom, state: SessionState) -> dict[str, Any]:
+    return {
+        "id": room.id,
+        "name": room.name,
+        "scenario": room.scenario,
+        "members": list(room.members),
+        "roles": dict(room.roles),
+        "present": [p.id for p in state.admitted() if p.room == room.id],
+    }
+
+
+def _plan(plan: BreakoutPlan) -> dict[str, Any]:
+    if plan.rooms:
+        return {
+            "minutes": plan.minutes,
+            "rooms": [
+                {"name": r.name, "scenario": r.scenario,
+                 "participant_ids": list(r.participant_ids), "roles": dict(r.roles)}
+                for r in plan.rooms
+            ],
+        }
+    return {"minutes": plan.minutes, "scenario": plan.scenario,
+            "auto": {"count": plan.auto_count, "strategy": plan.auto_strategy}}
 
 
 def _you(me: Participant | None, participant_id: str) -> dict[str, Any]:

@@ -51,7 +51,8 @@ from decimal import Decimal
 
 from server.attendance.rows import AttendanceRow, AttendanceStatus, Modality, minutes, row_order
 from signaling import events as e
-from signaling.model import Role
+from signaling.core import apply
+from signaling.model import Role, SessionState
 
 ZERO = timedelta(0)
 
@@ -137,17 +138,20 @@ class _Track:
             self.breakout_roles.append(role)
 
 
-def _fold_breakout(tracks: dict[str, _Track], event: e.Event) -> bool:
-    """Where breakout events will be folded in; returns True when `event` was one.
+def _note_breakouts(tracks: dict[str, _Track], state: SessionState) -> None:
+    """Record, for everyone now in a breakout room, the room's name and their role.
 
-    Breakouts are not in the core yet. When `signaling` registers its breakout events
-    (rooms opened with members and roles, a participant moved, rooms closed), match them
-    here and call `_Track.note_breakout(room_name, role)` for each participant placed.
-    Breakout time stays presence time (a breakout is inside the session), so nothing
-    else in the projection changes.
+    The rooms come from replaying the core itself (`signaling.core.apply`), so where a
+    participant was is decided by the same rules as in the live session: planned rooms,
+    late arrivals placed by the plan, moves, visits and rotations. Breakout time stays
+    presence time (a breakout is inside the session), so nothing else changes.
     """
-    del tracks, event
-    return False
+    if not state.breakouts.open:
+        return
+    for p in state.admitted():
+        room = state.breakouts.room(p.room or "")
+        if room is not None and p.id in tracks:
+            tracks[p.id].note_breakout(room.name, p.breakout_role)
 
 
 def _modality(kinds: set[str]) -> Modality:
@@ -187,17 +191,17 @@ def project(
             tracks[pid] = _Track(pid)
         return tracks[pid]
 
+    state = SessionState()
     for event in events:
         at = _utc(event.at)
         if at > as_of:
             continue
+        state = apply(state, event)
         if ended_at is not None:
             # Nothing changes attendance after the end, except a late report of media
             # the relay saw before it (modality is about what was sent, not when filed).
             if isinstance(event, e.MediaPublished):
                 track(event.participant_id).kinds.update(event.kinds)
-            continue
-        if _fold_breakout(tracks, event):
             continue
         match event:
             case e.InviteIssued():
@@ -247,6 +251,7 @@ def project(
                 ended_at = at
                 for t in tracks.values():
                     t.close(t.held_until(at))
+        _note_breakouts(tracks, state)
 
     still_open: set[str] = set()
     for t in tracks.values():

@@ -11,6 +11,7 @@ from signaling import commands as c
 from signaling import events as e
 from signaling.core import replay
 from signaling.events import from_record, to_record
+from signaling.model import MAIN_ROOM, BreakoutPlan
 
 from .core_helpers import T0, Session
 
@@ -40,9 +41,18 @@ step = st.one_of(
     st.builds(lambda p, b: (p, c.RaiseHand(b)), pid, st.booleans()),
     st.builds(lambda p: (p, c.End()), pid),
     st.just(("system", c.Tick())),
+    st.builds(lambda p, n, seed: (p, c.OpenBreakouts(
+        BreakoutPlan(minutes=n, auto_count=2, auto_strategy="balanced"), seed)),
+        pid, st.integers(1, 3), st.integers(0, 9)),
+    st.builds(lambda p, q, r: (p, c.MoveToRoom(q, r)), pid, pid,
+              st.sampled_from(["main", "r1", "r2"])),
+    st.builds(lambda p, r: (p, c.VisitRoom(r)), pid, st.sampled_from(["main", "r1", "r2"])),
+    st.builds(lambda p: (p, c.RotateRoles()), pid),
+    st.builds(lambda p, m: (p, c.ExtendBreakouts(m)), pid, st.integers(1, 2)),
+    st.builds(lambda p, g: (p, c.CloseBreakouts(g)), pid, st.integers(0, 60)),
     st.just(("system", c.Recover())),
 )
-program = st.lists(st.tuples(step, st.integers(min_value=0, max_value=120)), max_size=60)
+program = st.lists(st.tuples(step, st.integers(min_value=0, max_value=200)), max_size=60)
 
 
 def _run(steps: list[tuple[tuple[str, c.Command], int]]) -> Session:
@@ -74,6 +84,13 @@ def test_invariants_hold_after_any_sequence(steps: list) -> None:  # type: ignor
     assert [ev.at for ev in s.events] == sorted(ev.at for ev in s.events)
     if s.state.ended:
         assert all(p.status not in ("waiting", "admitted") for p in s.state.participants.values())
+    rooms = {r.id for r in s.state.breakouts.rooms}
+    for p in s.state.admitted():
+        assert p.room == MAIN_ROOM or p.room in rooms, "nobody is left in a closed room"
+        if p.breakout_role is not None:
+            assert p.room in rooms
+    members = [m for r in s.state.breakouts.rooms for m in r.members]
+    assert len(members) == len(set(members)), "one assignment per participant"
     removed = {ev.participant_id for ev in s.events if isinstance(ev, e.Removed)}
     assert all(s.state.participants[r].status == "removed" for r in removed)
     assert (s.state.last_event_at or T0) >= T0
