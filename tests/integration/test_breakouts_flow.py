@@ -1,4 +1,4 @@
-"""Role-play breakouts through a real `circle serve`: open, move, visit, close, restart, isolation."""
+"""Breakouts through a real `circle serve`: open, move, visit, close, restart, isolation."""
 
 from __future__ import annotations
 
