@@ -45,6 +45,8 @@ class Result:
     cores_per_stream: float
     latency_p50_ms: float | None
     latency_p99_ms: float | None
+    server_runqueue_wait: float
+    """Fraction of wall time the relay was runnable but waiting for a CPU (starved)."""
     server_udp_drops: int
     client_udp_drops: int
     snmp_rcvbuf_errors: int
@@ -134,12 +136,14 @@ def run(mode: str, groups: int, size: int, seconds: float, workers: int, clip: P
         time.sleep(warmup)
         pids = [p.p.pid for p in procs]
         t0, cpu0 = time.monotonic(), wire.cpu_seconds(server.p.pid)
+        wait0 = wire.runqueue_wait_seconds(server.p.pid)
         ccpu0 = sum(wire.cpu_seconds(pid) for pid in pids)
         drops0, cdrops0, snmp0 = _drops([server.p.pid]), _drops(pids), wire.snmp_udp()
         before = _streams([p.ask({"t": "stats", "reset": True}) for p in procs])
         time.sleep(seconds)
         after_stats = [p.ask({"t": "stats", "reset": False}) for p in procs]
         t1, cpu1 = time.monotonic(), wire.cpu_seconds(server.p.pid)
+        wait1 = wire.runqueue_wait_seconds(server.p.pid)
         ccpu1 = sum(wire.cpu_seconds(pid) for pid in pids)
         drops1, cdrops1, snmp1 = _drops([server.p.pid]), _drops(pids), wire.snmp_udp()
         after = _streams(after_stats)
@@ -166,6 +170,7 @@ def run(mode: str, groups: int, size: int, seconds: float, workers: int, clip: P
             cores_per_stream=round(cpu / wall / max(1, expected), 5),
             latency_p50_ms=None if p50 is None else round(p50, 3),
             latency_p99_ms=None if p99 is None else round(p99, 3),
+            server_runqueue_wait=round((wait1 - wait0) / wall, 3),
             server_udp_drops=drops1 - drops0, client_udp_drops=cdrops1 - cdrops0,
             snmp_rcvbuf_errors=snmp1.get("RcvbufErrors", 0) - snmp0.get("RcvbufErrors", 0),
         )
@@ -178,7 +183,8 @@ def run(mode: str, groups: int, size: int, seconds: float, workers: int, clip: P
 def _print(results: list[Result]) -> None:
     cols = ("mode", "groups", "size", "server_cores", "client_cores", "received_pps",
             "live_streams", "expected_streams", "loss_pct", "us_per_packet", "pps_per_core",
-            "cores_per_stream", "latency_p50_ms", "latency_p99_ms", "server_udp_drops",
+            "cores_per_stream", "latency_p50_ms", "latency_p99_ms", "server_runqueue_wait",
+            "server_udp_drops",
             "client_udp_drops", "snmp_rcvbuf_errors")
     print(" | ".join(cols))
     for r in results:

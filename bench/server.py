@@ -199,12 +199,12 @@ def main() -> None:
 
     enable_loopback_gathering()
     profile_to = os.environ.get("BENCH_PROFILE")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if not profile_to:
         asyncio.run(serve(args.mode))
         return
     import cProfile
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     profiler = cProfile.Profile()
     try:
         profiler.runcall(asyncio.run, serve(args.mode))

@@ -78,3 +78,15 @@ def cpu_seconds(pid: int) -> float:
 
 def json_line(message: dict[str, Any]) -> str:
     return json.dumps(message) + "\n"
+
+
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time the process's threads spent runnable but not running (CPU starvation)."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+    except OSError:
+        pass
+    return total / 1e9
