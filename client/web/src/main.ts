@@ -236,7 +236,10 @@ function ensureMedia(): void {
   peer = new RelayPeer(local, (m) => emit("signal", m), (pid, stream) => {
     streams.set(pid, stream);
     renderTiles();
-  }, (text) => toast(text));
+  }, (text, detail) => {
+    console.warn("circle media:", text, detail ?? "");
+    toast(text);
+  });
   applyLocalEnabled();
   peer.start();
 }
@@ -681,4 +684,9 @@ function tick(): void {
   state: () => view,
   connected: () => !!socket?.connected,
   iceState: () => peer?.pc.iceConnectionState ?? null,
+  pc: () => peer && {
+    ice: peer.pc.iceConnectionState, connection: peer.pc.connectionState, signaling: peer.pc.signalingState,
+    local: peer.pc.localDescription?.sdp ?? null, remote: peer.pc.remoteDescription?.sdp ?? null,
+    streams: [...streams.keys()],
+  },
 };

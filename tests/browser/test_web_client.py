@@ -1,0 +1,157 @@
+"""The browser client end to end: Debian Chromium (fake camera/mic) against a real circle serve."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.integration.server_fixtures import Api, api, server  # noqa: F401
+
+from .browser_fixtures import ROOT, SHOTS, Browser, Person, chromium, eventually, sees_video  # noqa: F401
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+DOCS_SHOTS = ROOT / "docs" / "screenshots"
+
+
+def publish_doc_shot(name: str) -> None:
+    """Copy a screenshot into docs/screenshots (committed, referenced by docs/web-client.md)."""
+    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SHOTS / f"{name}.png", DOCS_SHOTS / f"{name}.png")
+
+
+async def join_link(api: Api, sid: str, pid: str, name: str, role: str = "client") -> str:  # noqa: F811
+    invite = await api.invite(sid, pid, name, role)
+    assert invite["join_url"].endswith(invite["token"])
+    return f"{api.server.url}/join?token={invite['token']}"
+
+
+async def through_device_check(person: Person, shot: str | None = None) -> None:
+    page = person.page
+    await page.get_by_role("heading", name="Check your camera and microphone").wait_for()
+    await eventually(lambda: page.evaluate(
+        "() => { const v = document.querySelector('video.preview'); return v && v.videoWidth > 0 }"),
+        10, "camera preview")
+    assert "token=" not in page.url, "the join token is taken out of the address bar"
+    if shot:
+        await person.shot(shot)
+    await page.get_by_role("button", name="Join", exact=True).click()
+
+
+async def frames_decoded(person: Person, pid: str) -> int:
+    stats = await person.debug("inbound()")
+    return int(stats.get(pid, {}).get("video", 0))
+
+
+async def test_waiting_admit_see_each_other_mute_chat_late_joiner_reconnect(
+    api: Api, chromium: Browser  # noqa: F811
+) -> None:
+    sid = await api.create_session(title="Tuesday DBT skills group")
+    client = await chromium.open("client", await join_link(api, sid, "c1", "Ann Lee"))
+    await through_device_check(client, "01-device-check")
+    await client.page.get_by_role("heading", name="You are in the waiting room").wait_for()
+    await client.page.get_by_text("You have waited 0:0").wait_for()
+    await client.shot("02-waiting-room")
+    publish_doc_shot("02-waiting-room")
+
+    therapist = await chromium.open("therapist",
+                                    await join_link(api, sid, "t1", "Dr Kim Park", "therapist"))
+    await through_device_check(therapist)
+    tp = therapist.page
+    await tp.get_by_role("button", name="Admit Ann Lee").wait_for()
+    await tp.get_by_text("waiting 0:").first.wait_for()
+    await tp.get_by_text("Nobody is waiting").wait_for(state="detached")
+    await therapist.shot("03-therapist-waiting-list")
+    await tp.get_by_role("button", name="Admit Ann Lee").click()
+
+    cp = client.page
+    await cp.get_by_role("toolbar", name="Your controls").wait_for()
+    shown = await asyncio.gather(sees_video(therapist, "c1"), sees_video(client, "t1"))
+    assert all(s["width"] > 0 for s in shown), shown
+    # Peers see first names only; the therapist sees the full name.
+    assert await cp.locator('figure[data-pid="t1"] .name').text_content() == "Dr"
+    assert await tp.locator('figure[data-pid="c1"] .name').text_content() == "Ann Lee"
+
+    # Chat is plain text: markup arrives as literal characters, never as elements.
+    await cp.get_by_label("Message to the room").fill("<b>x</b>")
+    await cp.get_by_role("button", name="Send").click()
+    line = tp.locator(".chat-log li .text").last
+    await line.wait_for()
+    assert await line.text_content() == "<b>x</b>"
+    assert await tp.locator(".chat-log b").count() == 0
+    await cp.get_by_role("button", name="Raise hand").click()
+    await tp.locator('figure[data-pid="c1"][data-hand="true"]').wait_for()
+
+    # A late joiner gets a picture, and everyone gets theirs.
+    late = await chromium.open("late", await join_link(api, sid, "c2", "Bob Stone"))
+    await through_device_check(late)
+    await tp.get_by_role("button", name="Admit Bob Stone").click()
+    await asyncio.gather(sees_video(late, "t1"), sees_video(late, "c1"),
+                         sees_video(therapist, "c2"), sees_video(client, "c2"))
+    await therapist.shot("04-session-therapist")
+    await client.shot("05-session-client")
+    publish_doc_shot("04-session-therapist")
+
+    # The therapist stops the client's camera: the client's controls say so, and the relay
+    # stops forwarding (frames decoded for c1 at the therapist stop increasing).
+    await tp.get_by_role("button", name="Stop Ann Lee's camera").click()
+    await cp.get_by_role("button", name="Camera off by therapist").wait_for()
+    await cp.locator('figure[data-pid="c1"][data-video-muted="true"]').wait_for()
+    await tp.locator('figure[data-pid="c1"][data-video-muted="true"]').wait_for()
+    await asyncio.sleep(1.0)  # packets in flight
+    before = await frames_decoded(therapist, "c1")
+    await asyncio.sleep(1.5)
+    after = await frames_decoded(therapist, "c1")
+    assert before > 0 and after == before, (before, after)
+    assert await frames_decoded(therapist, "c2") > 0
+    await tp.get_by_role("button", name="Mute Ann Lee's microphone").click()
+    await cp.get_by_role("button", name="Mic muted by therapist").wait_for()
+
+    # A network drop: "reconnecting" shows, then the client is back in the room (no new
+    # admit) with a new peer connection and the therapist's picture.
+    await late.debug("drop()")
+    await late.page.get_by_text("Connection lost: reconnecting").wait_for()
+    await late.page.get_by_text("Connection lost: reconnecting").wait_for(state="hidden")
+    await sees_video(late, "t1")
+    await sees_video(therapist, "c2")
+
+    await late.page.get_by_role("button", name="Leave").click()
+    await late.page.get_by_role("heading", name="You left the session").wait_for()
+    await tp.get_by_role("button", name="End session").click()
+    await tp.get_by_role("button", name="Confirm: end for everyone").click()
+    await cp.get_by_role("heading", name="The session has ended").wait_for()
+    await client.shot("06-ended")
+    assert chromium.console_errors() == {}
+
+
+async def test_denied_client_sees_the_reason_and_locked_session_refuses(
+    api: Api, chromium: Browser  # noqa: F811
+) -> None:
+    sid = await api.create_session(title="Thursday process group")
+    therapist = await chromium.open("therapist",
+                                    await join_link(api, sid, "t1", "Dr Kim Park", "therapist"))
+    await through_device_check(therapist)
+    client = await chromium.open("client", await join_link(api, sid, "c9", "Cal Reed"),
+                                 width=375, height=760)
+    await through_device_check(client)
+    await client.page.get_by_role("heading", name="You are in the waiting room").wait_for()
+    tp = therapist.page
+    await tp.get_by_role("button", name="Deny Cal Reed with a reason").click()
+    await tp.get_by_label("Reason for Cal Reed").fill("This group is for enrolled members <i>only</i>.")
+    await tp.get_by_role("button", name="Deny Cal Reed", exact=True).click()
+    await client.page.get_by_role("heading", name="You were not admitted").wait_for()
+    assert await client.page.locator(".end-text").text_content() == \
+        "This group is for enrolled members <i>only</i>."
+    await client.shot("07-denied-375px")
+
+    await tp.get_by_role("button", name="Lock session").click()
+    await tp.get_by_role("button", name="Unlock session").wait_for()
+    locked = await chromium.open("locked", await join_link(api, sid, "c8", "Dee Fox"))
+    await through_device_check(locked)
+    await locked.page.get_by_role("heading", name="The session is locked").wait_for()
+    await locked.shot("08-locked")
+    errors = chromium.console_errors()
+    assert errors == {}, errors
