@@ -57,6 +57,8 @@ class CircleClient:
         self.chats: list[dict[str, Any]] = []
         self.ended = asyncio.Event()
         self.media: MediaPeer | None = None
+        self.on_state: list[Callable[[dict[str, Any]], None]] = []
+        """Called with every new `state` view, in order (e.g. to print each change)."""
         self._changed = asyncio.Condition()
         self._signals: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._signal_task: asyncio.Task[None] | None = None
@@ -151,6 +153,8 @@ class CircleClient:
                 if event == "state":
                     if self.state is None or data["rev"] >= self.state["rev"]:
                         self.state = data
+                        for hook in self.on_state:
+                            hook(data)
                         self._maybe_start_media()
                 elif event == "notice":
                     self.notices.append(data)

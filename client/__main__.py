@@ -1,0 +1,98 @@
+"""`python -m client --token T [--url U]`: join a Circle session from the command line.
+
+Prints each change of the participant's own state, notices and chat; publishes a synthetic
+camera and microphone once admitted (unless --no-media or --audio-only), and at the end
+prints per publisher what it received. Useful for demos and for a therapist testing a room.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import Any
+
+from client.participant import CircleClient, JoinRefused, MediaOptions
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__)
+    parser.add_argument("--token", required=True, help="join token (from the invite)")
+    parser.add_argument("--url", default="http://127.0.0.1:8080", help="Circle server URL")
+    parser.add_argument("--seconds", type=float, default=0,
+                        help="leave after this many seconds (default: until Ctrl-C)")
+    media = parser.add_mutually_exclusive_group()
+    media.add_argument("--no-media", action="store_true", help="signaling only")
+    media.add_argument("--audio-only", action="store_true", help="publish audio only")
+    parser.add_argument("--hand", action="store_true", help="raise a hand once admitted")
+    parser.add_argument("--say", default=None, help="send this chat message once admitted")
+    return parser.parse_args(argv)
+
+
+def _describe(state: dict[str, Any]) -> str:
+    you = state["you"]
+    where = f" in {you['room']}" if you.get("room") else ""
+    role = f" as {you['breakout_role']}" if you.get("breakout_role") else ""
+    others = ", ".join(p["name"] for p in state["participants"] if p["id"] != you["id"])
+    return f"[rev {state['rev']}] {you['status']}{where}{role}" + (
+        f"; with {others}" if others else ""
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    media = None if args.no_media else MediaOptions(audio=True, video=not args.audio_only)
+    client = CircleClient(args.url, args.token, media=media)
+    client.on_state.append(lambda state: print(_describe(state), flush=True))
+    try:
+        await client.connect()
+    except JoinRefused as refused:
+        print(f"refused: {refused.message} ({refused.code})", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    if args.seconds:
+        loop.call_later(args.seconds, stop.set)
+    acted = False
+    seen_notices = seen_chats = 0
+    while not stop.is_set() and not client.ended.is_set():
+        state = client.state
+        if state is not None:
+            if state["you"]["status"] == "admitted" and not acted:
+                acted = True
+                if args.hand:
+                    await client.call("hand", {"raised": True})
+                if args.say:
+                    await client.call("chat", {"text": args.say})
+            if state["you"]["status"] in ("denied", "removed"):
+                break
+        for notice in client.notices[seen_notices:]:
+            print(f"notice ({notice['kind']}): {notice['text']}", flush=True)
+        for chat in client.chats[seen_chats:]:
+            print(f"chat from {chat['name']}: {chat['text']}", flush=True)
+        seen_notices, seen_chats = len(client.notices), len(client.chats)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+    for publisher, stats in (await client.received()).items():
+        print(f"received from {publisher}: {stats.video_frames} video frames, "
+              f"{stats.audio_frames} audio frames, "
+              f"{stats.video_packets + stats.audio_packets} packets", flush=True)
+    if client.ended.is_set():
+        print("the session has ended", flush=True)
+    elif client.status in ("waiting", "admitted"):
+        with contextlib.suppress(Exception):
+            await client.call("leave")
+    await client.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(run(_parse(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
