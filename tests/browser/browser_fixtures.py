@@ -47,7 +47,7 @@ def require_chromium() -> None:
 
 
 def ensure_web_built() -> None:
-    """Build client/web when dist is missing or older than its sources (scripts/bootstrap does too)."""
+    """Build client/web when dist is missing or older than its sources (as scripts/bootstrap)."""
     index = WEB / "dist" / "index.html"
     sources = [p for p in [WEB / "index.html", WEB / "package-lock.json", *(WEB / "src").rglob("*")]
                if p.is_file()]

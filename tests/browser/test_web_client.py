@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -32,9 +31,8 @@ async def join_link(api: Api, sid: str, pid: str, name: str, role: str = "client
 async def through_device_check(person: Person, shot: str | None = None) -> None:
     page = person.page
     await page.get_by_role("heading", name="Check your camera and microphone").wait_for()
-    await eventually(lambda: page.evaluate(
-        "() => { const v = document.querySelector('video.preview'); return v && v.videoWidth > 0 }"),
-        10, "camera preview")
+    preview_js = "() => document.querySelector('video.preview')?.videoWidth > 0"
+    await eventually(lambda: page.evaluate(preview_js), 10, "camera preview")
     assert "token=" not in page.url, "the join token is taken out of the address bar"
     if shot:
         await person.shot(shot)
@@ -140,11 +138,11 @@ async def test_denied_client_sees_the_reason_and_locked_session_refuses(
     await client.page.get_by_role("heading", name="You are in the waiting room").wait_for()
     tp = therapist.page
     await tp.get_by_role("button", name="Deny Cal Reed with a reason").click()
-    await tp.get_by_label("Reason for Cal Reed").fill("This group is for enrolled members <i>only</i>.")
+    reason = "This group is for enrolled members <i>only</i>."
+    await tp.get_by_label("Reason for Cal Reed").fill(reason)
     await tp.get_by_role("button", name="Deny Cal Reed", exact=True).click()
     await client.page.get_by_role("heading", name="You were not admitted").wait_for()
-    assert await client.page.locator(".end-text").text_content() == \
-        "This group is for enrolled members <i>only</i>."
+    assert await client.page.locator(".end-text").text_content() == reason
     await client.shot("07-denied-375px")
 
     await tp.get_by_role("button", name="Lock session").click()
@@ -153,5 +151,63 @@ async def test_denied_client_sees_the_reason_and_locked_session_refuses(
     await through_device_check(locked)
     await locked.page.get_by_role("heading", name="The session is locked").wait_for()
     await locked.shot("08-locked")
+    errors = chromium.console_errors()
+    assert errors == {}, errors
+
+
+HAS_BREAKOUTS = "breakouts_open" in (ROOT / "signaling" / "protocol.py").read_text()
+
+
+@pytest.mark.skipif(not HAS_BREAKOUTS, reason="the server has no breakouts yet")
+async def test_therapist_plans_and_opens_breakouts_client_sees_role_scenario_countdown(
+    api: Api, chromium: Browser  # noqa: F811
+) -> None:
+    sid = await api.create_session(title="Role-play practice")
+    client = await chromium.open("client", await join_link(api, sid, "c1", "Ann Lee"),
+                                 width=375, height=800)
+    await through_device_check(client)
+    therapist = await chromium.open("therapist",
+                                    await join_link(api, sid, "t1", "Dr Kim Park", "therapist"))
+    await through_device_check(therapist)
+    tp = therapist.page
+    await tp.get_by_role("button", name="Admit all (1)").click()
+    await client.page.get_by_role("toolbar", name="Your controls").wait_for()
+
+    planner = tp.locator(".panel-breakouts")
+    room = planner.locator("fieldset.plan-room").first
+    await room.get_by_label("Room name").fill("Kitchen table")
+    scenario = "Asking your sister to stop drinking around you"
+    await room.get_by_label("Scenario").fill(scenario)
+    await tp.get_by_label("Role of Ann Lee in room 1").select_option("protagonist")
+    await planner.locator("fieldset.plan-room").nth(1).get_by_role(
+        "button", name="Remove room 2 from the plan").click()
+    await planner.get_by_label("Minutes").fill("7")
+    await planner.get_by_role("button", name="Save plan").click()
+    await planner.get_by_text("A saved plan is ready.").wait_for()
+    await planner.scroll_into_view_if_needed()
+    await therapist.shot("09-breakout-planner")
+    publish_doc_shot("09-breakout-planner")
+    await planner.get_by_role("button", name="Open breakouts").click()
+
+    cp = client.page
+    banner = cp.get_by_role("region", name="Your breakout room")
+    await banner.wait_for()
+    assert await banner.locator(".room-name").text_content() == "Kitchen table"
+    assert await banner.locator(".role-name").text_content() == "Protagonist"
+    assert await banner.locator(".scenario-text").text_content() == scenario
+    countdown = await banner.locator(".countdown").text_content()
+    assert countdown is not None and countdown.startswith(("Ends in 7:0", "Ends in 6:5")), countdown
+    await cp.get_by_role("button", name="Ask for help").wait_for()
+    await client.shot("10-breakout-client-375px")
+
+    await planner.get_by_label("Broadcast to all rooms").fill("Two minutes left")
+    await planner.get_by_role("button", name="Broadcast", exact=True).click()
+    await cp.locator(".notices").get_by_text("Two minutes left").wait_for()
+    await cp.get_by_role("button", name="Ask for help").click()
+    await tp.locator(".notices li.n-help").wait_for()
+    await therapist.shot("11-breakouts-open-therapist")
+    await planner.get_by_label("Grace period in seconds").fill("0")
+    await planner.get_by_role("button", name="Close breakouts").click()
+    await banner.wait_for(state="hidden", timeout=15000)
     errors = chromium.console_errors()
     assert errors == {}, errors

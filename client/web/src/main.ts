@@ -451,7 +451,7 @@ function updateTile(el: HTMLElement, t: TileItem): void {
   if (t.breakoutRole) badges.push(cap(t.breakoutRole));
   if (t.muted.audio) badges.push("Mic off");
   if (t.muted.video) badges.push("Camera off");
-  if (t.hand) badges.push("✋ Hand raised");
+  if (t.hand) badges.push("Hand raised");
   const holder = el.querySelector(".badges")!;
   const key = badges.join("|");
   if ((holder as HTMLElement).dataset.key !== key) {
@@ -544,7 +544,7 @@ function updatePersonRow(el: HTMLElement, p: PeerView): void {
   if (!view) return;
   const roomName = p.room && p.room !== "main" ? view.breakouts?.rooms.find((r) => r.id === p.room)?.name ?? p.room : "main room";
   setText(el.querySelector(".name")!, p.name);
-  const facts = [p.role === "therapist" ? "therapist" : "", p.hand ? "✋ hand raised" : "", p.muted.audio ? "mic muted" : "",
+  const facts = [p.role === "therapist" ? "therapist" : "", p.hand ? "hand raised" : "", p.muted.audio ? "mic muted" : "",
     p.muted.video ? "camera off" : "", p.connected === false ? "reconnecting" : "", view.breakouts?.open ? `in ${roomName}` : ""].filter(Boolean);
   setText(el.querySelector(".state")!, facts.join(" · "));
   const key = JSON.stringify([p.muted, p.role, p.name, view.breakouts?.open, view.breakouts?.rooms.map((r) => [r.id, r.name]), p.room]);

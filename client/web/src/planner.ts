@@ -131,7 +131,7 @@ export class Planner {
           delete room.members[client.id];
         }
       });
-      select.setAttribute("aria-label", `Role of ${client.name} in ${room.name || `room ${index + 1}`}`);
+      select.setAttribute("aria-label", `Role of ${client.name} in room ${index + 1}`);
       members.append(h("li", {}, h("span", { class: "who", text: client.name }), select));
     }
     return h("fieldset", { class: "plan-room" },
@@ -142,7 +142,7 @@ export class Planner {
         oninput: (e: Event) => { room.scenario = (e.target as HTMLTextAreaElement).value; } })),
       members,
       this.rooms.length > 1 ? h("button", { type: "button", class: "link",
-        "aria-label": `Remove ${room.name || `room ${index + 1}`} from the plan`, text: "Remove room",
+        "aria-label": `Remove room ${index + 1} from the plan`, text: "Remove room",
         onclick: () => { this.rooms.splice(index, 1); this.renderForm(); } }) : null,
     );
   }
