@@ -27,6 +27,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     media.add_argument("--no-media", action="store_true", help="signaling only")
     media.add_argument("--audio-only", action="store_true", help="publish audio only")
     parser.add_argument("--hand", action="store_true", help="raise a hand once admitted")
+    parser.add_argument("--admit-all", action="store_true",
+                        help="as a therapist: admit everyone who is waiting, as they arrive")
     parser.add_argument("--say", default=None, help="send this chat message once admitted")
     return parser.parse_args(argv)
 
@@ -68,6 +70,11 @@ async def run(args: argparse.Namespace) -> int:
                     await client.call("hand", {"raised": True})
                 if args.say:
                     await client.call("chat", {"text": args.say})
+            if args.admit_all and state.get("waiting"):
+                ack = await client.call("admit_all")
+                if not ack["ok"]:
+                    print(f"admit_all refused: {ack['error']['message']}", file=sys.stderr)
+                    args.admit_all = False
             if state["you"]["status"] in ("denied", "removed"):
                 break
         for notice in client.notices[seen_notices:]:

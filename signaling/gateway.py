@@ -159,8 +159,7 @@ class Gateway:
                      self._pseudonym(claims.participant_id))
             self._conns.pop(previous, None)
             self._spawn(self._sio.disconnect(previous))
-        state = await self._hub.state(claims.session_id)
-        self._queue_view(conn, state)
+        # The observer has already queued this connection's first view (conn.pending).
         self._spawn(self._go_live(conn))
 
     @staticmethod
@@ -303,11 +302,6 @@ class Gateway:
             return
         conn.last_view = comparable
         await self._emit(conn.sid, "state", view)
-
-    def _queue_view(self, conn: _Connection, state: SessionState) -> None:
-        view = view_for(state, conn.participant_id)
-        conn.last_view = {k: v for k, v in view.items() if k != "rev"}
-        conn.pending.append(("state", view))
 
     async def _update_media(self, session_id: str, state: SessionState) -> None:
         if self._relay is None or state.info is None:
