@@ -161,3 +161,30 @@ async def test_health_and_metrics(api: Api) -> None:
         assert "Kim" not in after and "t1" not in after, "metrics carry no ids or names"
     finally:
         await settle(therapist)
+
+
+async def test_server_log_carries_no_phi(api: Api) -> None:
+    sid = await api.create_session(title="Opioid recovery group")
+    therapist = await api.join(sid, "mrn-t-770001", "Dr Quillon Ashgrove", role="therapist")
+    client = await api.join(sid, "mrn-c-550123", "Zephyrine Okonkwo-Blatt")
+    outsider = await api.join(sid, "mrn-c-550999", "Marisol Quenby")
+    try:
+        await therapist.wait_for(lambda s: len(s["waiting"]) == 2)
+        await therapist.call("admit", {"participant_id": "mrn-c-550123"})
+        await therapist.call("deny", {"participant_id": "mrn-c-550999",
+                                      "reason": "relapse disclosed privately"})
+        await client.wait_for(lambda s: s["you"]["status"] == "admitted")
+        await client.call("chat", {"text": "my sponsor said I should come"})
+        await client.call("mute", {"participant_id": "mrn-t-770001", "kind": "audio",
+                                   "muted": True})
+        await client.call("Zephyrine-secret-event", {"name": "Zephyrine"})
+        await therapist.call("remove", {"participant_id": "mrn-c-550123"})
+        with pytest.raises(JoinRefused):
+            await type(client)(api.server.url, client._token).connect()
+    finally:
+        await settle(therapist, client, outsider)
+    log = api.server.log_text()
+    assert "refused" in log, "the log does record what happened"
+    for secret in ["mrn-t-770001", "mrn-c-550123", "mrn-c-550999", "Quillon", "Ashgrove",
+                   "Zephyrine", "Okonkwo", "Quenby", "relapse", "sponsor", "Opioid"]:
+        assert secret not in log, f"{secret!r} leaked into the server log"
