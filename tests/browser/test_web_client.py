@@ -28,9 +28,15 @@ async def join_link(api: Api, sid: str, pid: str, name: str, role: str = "client
     return f"{api.server.url}/join?token={invite['token']}"
 
 
-async def through_device_check(person: Person, shot: str | None = None) -> None:
+async def through_device_check(person: Person, shot: str | None = None,
+                               audio_only: bool = False) -> None:
     page = person.page
     await page.get_by_role("heading", name="Check your camera and microphone").wait_for()
+    if audio_only:
+        await page.get_by_label("Join with audio only (camera off)").check()
+        await page.locator("video.preview").wait_for(state="hidden")
+        await page.get_by_role("button", name="Join", exact=True).click()
+        return
     preview_js = "() => document.querySelector('video.preview')?.videoWidth > 0"
     await eventually(lambda: page.evaluate(preview_js), 10, "camera preview")
     assert "token=" not in page.url, "the join token is taken out of the address bar"
@@ -165,13 +171,22 @@ async def test_therapist_plans_and_opens_breakouts_client_sees_role_scenario_cou
     sid = await api.create_session(title="Role-play practice")
     client = await chromium.open("client", await join_link(api, sid, "c1", "Ann Lee"),
                                  width=375, height=800)
-    await through_device_check(client)
+    await through_device_check(client, audio_only=True)
     therapist = await chromium.open("therapist",
                                     await join_link(api, sid, "t1", "Dr Kim Park", "therapist"))
     await through_device_check(therapist)
     tp = therapist.page
     await tp.get_by_role("button", name="Admit all (1)").click()
     await client.page.get_by_role("toolbar", name="Your controls").wait_for()
+    await sees_video(client, "t1")
+
+    async def hears_c1() -> bool:
+        stats = await therapist.debug("inbound()")
+        return stats.get("c1", {}).get("audio", 0) > 0 and stats["c1"]["video"] == 0
+
+    await eventually(hears_c1, 15, "therapist hears the audio-only client")
+    await tp.locator('figure[data-pid="c1"].video-off').wait_for()
+    await client.page.get_by_role("button", name="Audio only").wait_for()
 
     planner = tp.locator(".panel-breakouts")
     room = planner.locator("fieldset.plan-room").first
@@ -199,6 +214,14 @@ async def test_therapist_plans_and_opens_breakouts_client_sees_role_scenario_cou
     assert countdown is not None and countdown.startswith(("Ends in 7:0", "Ends in 6:5")), countdown
     await cp.get_by_role("button", name="Ask for help").wait_for()
     await client.shot("10-breakout-client-375px")
+
+    # The therapist visits the room (and sees and hears it there), then goes back.
+    await planner.get_by_role("button", name="Visit Kitchen table").click()
+    await tp.get_by_role("region", name="Your breakout room").wait_for()
+    await sees_video(client, "t1")
+    await planner.get_by_role("button", name="Back to the main room").click()
+    await tp.get_by_role("region", name="Your breakout room").wait_for(state="hidden")
+    await cp.locator('figure[data-pid="t1"]').wait_for(state="detached")
 
     await planner.get_by_label("Broadcast to all rooms").fill("Two minutes left")
     await planner.get_by_role("button", name="Broadcast", exact=True).click()

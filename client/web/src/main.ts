@@ -32,6 +32,7 @@ let finished = false;
 const ui: Record<string, HTMLElement> = {};
 let planner: Planner | null = null;
 let meterStop: (() => void) | null = null;
+let opening: Promise<void> = Promise.resolve();
 
 // -- boot -----------------------------------------------------------------------------------
 
@@ -68,7 +69,7 @@ async function deviceCheck(): Promise<void> {
   const audioOnlyBox = h("input", { type: "checkbox", id: "audio-only",
     onchange: () => { audioOnly = audioOnlyBox.checked; void reopen(); } });
   const joinButton = h("button", { type: "button", class: "primary big", text: "Join",
-    onclick: () => join() });
+    onclick: () => { joinButton.disabled = true; void opening.then(join); } });
   app.append(h("section", { class: "card device", "aria-labelledby": "device-title" },
     h("h1", { id: "device-title", text: "Check your camera and microphone" }),
     h("p", { class: "hint", text: "Nobody sees or hears you until you join." }),
@@ -81,7 +82,12 @@ async function deviceCheck(): Promise<void> {
     joinButton,
   ));
 
-  async function reopen(): Promise<void> {
+  // One device change at a time: a late getUserMedia must not overwrite a newer choice.
+  function reopen(): Promise<void> {
+    opening = opening.then(reopenNow, reopenNow);
+    return opening;
+  }
+  async function reopenNow(): Promise<void> {
     await openDevices(problem);
     preview.srcObject = local && local.getVideoTracks().length ? local : null;
     preview.hidden = !preview.srcObject;
@@ -444,7 +450,7 @@ function updateTile(el: HTMLElement, t: TileItem): void {
   setText(el.querySelector(".name")!, t.name);
   setText(el.querySelector(".initials")!, t.name.trim().slice(0, 1).toUpperCase());
   el.setAttribute("aria-label", `${t.name}${t.muted.audio ? ", microphone off" : ""}${t.muted.video ? ", camera off" : ""}${t.hand ? ", hand raised" : ""}`);
-  el.classList.toggle("video-off", t.muted.video || !stream);
+  el.classList.toggle("video-off", t.muted.video || !stream || stream.getVideoTracks().length === 0);
   el.classList.toggle("hand-up", t.hand);
   const badges: string[] = [];
   if (t.role === "therapist") badges.push("Therapist");
