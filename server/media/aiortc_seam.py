@@ -16,15 +16,36 @@ The hooks:
   transport's RTP router; `_send_rtp` is the SRTP egress; `_rtp_header_extensions_map`
   holds this connection's extension ids.
 - `RTCRtpSender._ssrc`, `_stream_id`, `_track_id` name the SSRC and msid aiortc writes in SDP.
+- `RTCRtpTransceiver._headerExtensions` and `aiortc.rtcpeerconnection.HEADER_EXTENSIONS`:
+  aiortc's `createOffer` renumbers every header extension to its own defaults, even on a
+  re-offer after the remote chose other ids. Chrome refuses that ("RTP extension ID
+  reassignment not supported") and the transport would parse the browser's packets with the
+  wrong ids, so `create_offer` re-offers the ids already negotiated.
+- `RTCDtlsTransport._handle_rtp_data`: aiortc catches ValueError from a malformed RTP packet
+  but not `struct.error`, which ends the connection's receive loop; `guard_rtp_parsing`
+  drops such a packet instead.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
-from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
+from aiortc import (
+    RTCDtlsTransport,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc import rtcpeerconnection as _aiortc_pc
+from aiortc.rtcrtpparameters import (
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpReceiveParameters,
+    RTCRtpSendParameters,
+)
 from aiortc.rtp import AnyRtcpPacket, HeaderExtensionsMap, RtpPacket
 
 ReceiveHook = Callable[[RTCRtpReceiveParameters], Coroutine[Any, Any, None]]
@@ -107,6 +128,58 @@ async def send_rtp(transport: RTCDtlsTransport, data: bytes) -> None:
     await transport._send_rtp(data)
 
 
+async def create_offer(pc: RTCPeerConnection) -> RTCSessionDescription:
+    """`pc.createOffer()`, keeping the header-extension ids already negotiated.
+
+    A BUNDLE group shares one id space, so the ids the remote chose (for any kind) are used
+    for every kind, and extensions it never saw get ids it does not use. aiortc's
+    createOffer has no suspension point, so swapping the module-level defaults around the
+    call affects this call only.
+    """
+    ids: dict[str, int] = {}
+    for transceiver in pc.getTransceivers():
+        if transceiver.mid is not None:
+            for extension in transceiver._headerExtensions or []:
+                ids.setdefault(extension.uri, extension.id)
+    if not ids:
+        return await pc.createOffer()
+    module = vars(_aiortc_pc)
+    defaults: dict[str, list[RTCRtpHeaderExtensionParameters]] = module["HEADER_EXTENSIONS"]
+    free = (n for n in range(1, 15) if n not in ids.values())
+    table: dict[str, list[RTCRtpHeaderExtensionParameters]] = {}
+    for kind, extensions in defaults.items():
+        for extension in extensions:
+            if extension.uri not in ids:
+                ids[extension.uri] = next(free)
+        table[kind] = [
+            RTCRtpHeaderExtensionParameters(id=ids[e.uri], uri=e.uri) for e in extensions
+        ]
+    module["HEADER_EXTENSIONS"] = table
+    try:
+        return await pc.createOffer()
+    finally:
+        module["HEADER_EXTENSIONS"] = defaults
+
+
+def guard_rtp_parsing(transport: RTCDtlsTransport) -> None:
+    """Drop RTP packets whose header extensions do not parse, instead of dying on them.
+
+    Idempotent: a transport shared by bundled transceivers is guarded once.
+    """
+    if getattr(transport, "_circle_guarded", False):
+        return
+    transport._circle_guarded = True  # type: ignore[attr-defined]
+    handle = transport._handle_rtp_data
+
+    async def guarded(data: bytes, arrival_time_ms: int) -> None:
+        try:
+            await handle(data, arrival_time_ms)
+        except struct.error:
+            return
+
+    transport._handle_rtp_data = guarded  # type: ignore[method-assign]
+
+
 def header_extensions(transport: RTCDtlsTransport) -> HeaderExtensionsMap:
     """This connection's negotiated header-extension ids (shared by every m-section)."""
     return transport._rtp_header_extensions_map
@@ -139,13 +212,18 @@ def check_seam(transceiver: RTCRtpTransceiver | None = None) -> None:
                 "_register_rtp_sender",
                 "_unregister_rtp_sender",
                 "_send_rtp",
+                "_handle_rtp_data",
             ),
         ),
         (RTCRtpReceiver, ("receive",)),
         (RTCRtpSender, ("send",)),
     ):
         missing += [f"{owner.__name__}.{n}" for n in names if not hasattr(owner, n)]
+    if "HEADER_EXTENSIONS" not in vars(_aiortc_pc):
+        missing.append("aiortc.rtcpeerconnection.HEADER_EXTENSIONS")
     if transceiver is not None:
+        if not hasattr(transceiver, "_headerExtensions"):
+            missing.append("RTCRtpTransceiver._headerExtensions")
         sender = transceiver.sender
         missing += [
             f"RTCRtpSender.{a}"

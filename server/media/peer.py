@@ -160,6 +160,7 @@ class RelayPeer:
         directions = {m.rtp.muxId: m.direction for m in media}
         for transceiver in pc.getTransceivers():
             self._adopt(transceiver, directions)
+            aiortc_seam.guard_rtp_parsing(transceiver.receiver.transport)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         self._remote_ufrag = ufrag
@@ -258,7 +259,7 @@ class RelayPeer:
                 return
             try:
                 offer = await asyncio.wait_for(
-                    pc.createOffer(), self._settings.negotiation_timeout_s
+                    aiortc_seam.create_offer(pc), self._settings.negotiation_timeout_s
                 )
                 await asyncio.wait_for(
                     pc.setLocalDescription(offer), self._settings.negotiation_timeout_s

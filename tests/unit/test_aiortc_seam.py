@@ -104,3 +104,88 @@ def test_aioice_still_decides_host_addresses_in_one_function() -> None:
     assert params == ["use_ipv4", "use_ipv6"]
     source = inspect.getsource(aioice.ice.Connection.gather_candidates)
     assert "get_host_addresses(" in source
+
+
+async def test_reoffer_keeps_the_header_extension_ids_the_remote_chose() -> None:
+    """Chrome refuses a re-offer that renumbers extensions; aiortc's createOffer does that."""
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    relay = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        client.addTransceiver("audio", direction="sendrecv")
+        client.addTransceiver("video", direction="sendrecv")
+        offer = await client.createOffer()
+        browser_like = (
+            offer.sdp.replace("a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid",
+                              "a=extmap:7 urn:ietf:params:rtp-hdrext:sdes:mid")
+            .replace("a=extmap:2 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+                     "a=extmap:5 urn:ietf:params:rtp-hdrext:ssrc-audio-level")
+            .replace("a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+                     "a=extmap:9 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time")
+        )
+        assert browser_like != offer.sdp
+        await relay.setRemoteDescription(type(offer)(sdp=browser_like, type="offer"))
+        await relay.setLocalDescription(await relay.createAnswer())
+        relay.addTransceiver("video", direction="sendonly")
+        reoffer = await aiortc_seam.create_offer(relay)
+        extmaps = {line for line in reoffer.sdp.splitlines() if line.startswith("a=extmap:")}
+        assert extmaps == {
+            "a=extmap:7 urn:ietf:params:rtp-hdrext:sdes:mid",
+            "a=extmap:5 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+            "a=extmap:9 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+        }
+        plain = await relay.createOffer()
+        assert "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid" in plain.sdp, (
+            "stock aiortc still renumbers: if this fails, the seam may be unnecessary"
+        )
+    finally:
+        await client.close()
+        await relay.close()
+
+
+async def test_malformed_extension_does_not_end_the_receive_loop() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transport = pc.addTransceiver("audio").receiver.transport
+        ext = RTCRtpHeaderExtensionParameters(
+            id=2, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time")
+        transport._rtp_header_extensions_map.configure(
+            RTCRtpReceiveParameters(headerExtensions=[ext]))
+        packet = RtpPacket(payload_type=111, sequence_number=1, timestamp=1, ssrc=5)
+        raw = bytearray(packet.serialize())
+        raw[0] |= 0x10  # extension bit, then a one-byte-header extension block
+        bad = bytes(raw[:12]) + bytes([0xBE, 0xDE, 0x00, 0x01, 0x20, 0x01, 0x00, 0x00])
+        aiortc_seam.guard_rtp_parsing(transport)
+        aiortc_seam.guard_rtp_parsing(transport)  # idempotent
+        await transport._handle_rtp_data(bad, arrival_time_ms=0)
+    finally:
+        await pc.close()
+
+
+async def test_reoffer_adds_a_kind_without_colliding_with_the_remote_ids() -> None:
+    """An audio-only browser: video sections added later must reuse its id space (BUNDLE)."""
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    relay = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        client.addTransceiver("audio", direction="sendrecv")
+        offer = await client.createOffer()
+        chrome_like = (
+            offer.sdp.replace("a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid",
+                              "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid")
+            .replace("a=extmap:2 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+                     "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level")
+        )
+        await relay.setRemoteDescription(type(offer)(sdp=chrome_like, type="offer"))
+        await relay.setLocalDescription(await relay.createAnswer())
+        relay.addTransceiver("video", direction="sendonly")
+        reoffer = await aiortc_seam.create_offer(relay)
+        ids: dict[str, set[str]] = {}
+        for line in reoffer.sdp.splitlines():
+            if line.startswith("a=extmap:"):
+                number, uri = line[len("a=extmap:"):].split(" ", 1)
+                ids.setdefault(number, set()).add(uri)
+        assert all(len(uris) == 1 for uris in ids.values()), f"id collision: {ids}"
+        assert ids["4"] == {"urn:ietf:params:rtp-hdrext:sdes:mid"}
+        assert ids["1"] == {"urn:ietf:params:rtp-hdrext:ssrc-audio-level"}
+    finally:
+        await client.close()
+        await relay.close()

@@ -41,7 +41,7 @@ export class RelayPeer {
       }
       if (tracks.length === 0) this.pc.addTransceiver("audio", { direction: "recvonly" });
       const offer = await this.pc.createOffer();
-      await this.pc.setLocalDescription({ type: "offer", sdp: relayExtmapIds(offer.sdp ?? "") });
+      await this.pc.setLocalDescription(offer);
       await this.gathered();
       await this.reply("offer");
     });
@@ -120,32 +120,6 @@ export class RelayPeer {
     });
     return out;
   }
-}
-
-// The relay (aiortc) numbers RTP header extensions its own way and re-uses those numbers in
-// every offer it makes later; Chrome refuses a re-offer that renumbers an extension of an
-// active m-section ("RTP extension ID reassignment not supported"). So the first offer uses
-// the relay's numbers, and only the extensions it understands.
-const RELAY_EXTMAP: Record<string, Record<string, number>> = {
-  audio: { "urn:ietf:params:rtp-hdrext:sdes:mid": 1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level": 2 },
-  video: { "urn:ietf:params:rtp-hdrext:sdes:mid": 1, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 3 },
-};
-
-export function relayExtmapIds(sdp: string): string {
-  let kind = "";
-  const out: string[] = [];
-  for (const line of sdp.split(/\r\n/)) {
-    if (line.startsWith("m=")) kind = line.slice(2).split(" ")[0];
-    const ext = /^a=extmap:(\d+)(\/\w+)? (\S+)(.*)$/.exec(line);
-    if (ext) {
-      const id = RELAY_EXTMAP[kind]?.[ext[3]];
-      if (id !== undefined) out.push(`a=extmap:${id}${ext[2] ?? ""} ${ext[3]}${ext[4]}`);
-      continue;
-    }
-    if (line === "a=extmap-allow-mixed") continue;
-    out.push(line);
-  }
-  return out.join("\r\n");
 }
 
 /** The msid stream id of the m-section `mid` in the remote description. */
