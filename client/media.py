@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 from aiortc import (
     RTCConfiguration,
+    RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCSessionDescription,
@@ -52,11 +54,16 @@ class MediaPeer:
         loopback: bool = False,
         video_size: tuple[int, int] = (320, 240),
         video_fps: int = 15,
+        ice_servers: list[dict[str, Any]] | None = None,
     ) -> None:
         if loopback:
             enable_loopback_gathering()
         self._pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+            RTCConfiguration(
+                # Always explicit: aiortc falls back to a public STUN server without it.
+                iceServers=[RTCIceServer(**server) for server in ice_servers or []],
+                bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+            )
         )
         self._lock = asyncio.Lock()
         self._stable = asyncio.Event()

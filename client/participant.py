@@ -53,6 +53,8 @@ class CircleClient:
         self.sio = socketio.AsyncClient(reconnection=True, reconnection_delay=0.2,
                                         reconnection_delay_max=1.0)
         self.state: dict[str, Any] | None = None
+        self.config: dict[str, Any] = {"ice_servers": []}
+        """The server's `config` (ICE servers); it arrives before the first state."""
         self.notices: list[dict[str, Any]] = []
         self.chats: list[dict[str, Any]] = []
         self.ended = asyncio.Event()
@@ -156,6 +158,8 @@ class CircleClient:
                         for hook in self.on_state:
                             hook(data)
                         self._maybe_start_media()
+                elif event == "config":
+                    self.config = data
                 elif event == "notice":
                     self.notices.append(data)
                 elif event == "chat":
@@ -187,7 +191,8 @@ class CircleClient:
 
         options = self._media_options
         self.media = MediaPeer(publish_audio=options.audio, publish_video=options.video,
-                               loopback=options.loopback)
+                               loopback=options.loopback,
+                               ice_servers=self.config.get("ice_servers", []))
         self._signals.put_nowait({"type": "start"})
 
     async def _apply_signals(self) -> None:

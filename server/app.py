@@ -88,6 +88,7 @@ async def _start(
         limits=GatewayLimits(burst=settings.events_burst, per_second=settings.events_per_second),
         pseudonym=keyring.pseudonym,
         on_event=metrics.event_handled,
+        client_config={"ice_servers": settings.ice_servers},
     )
     relay = _start_relay(settings, gateway) if settings.media else None
     if relay is not None:

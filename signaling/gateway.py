@@ -99,6 +99,7 @@ class Gateway:
         limits: GatewayLimits = GatewayLimits(),
         pseudonym: Callable[[str], str] = lambda value: "?",
         on_event: Callable[[str, str], None] = lambda event, outcome: None,
+        client_config: dict[str, Any] | None = None,
     ) -> None:
         self._sio = sio
         self._hub = hub
@@ -107,6 +108,7 @@ class Gateway:
         self._limits = limits
         self._pseudonym = pseudonym
         self._on_event = on_event
+        self._client_config = client_config or {"ice_servers": []}
         self._conns: dict[str, _Connection] = {}
         self._by_participant: dict[tuple[str, str], str] = {}
         self._plans: dict[str, MediaPlan] = {}
@@ -140,6 +142,9 @@ class Gateway:
             role=claims.role,
             bucket=TokenBucket(self._limits.burst, self._limits.per_second),
         )
+        # First message of every connection: the ICE servers its media must use (the
+        # clinic's STUN/TURN; empty in tests), so no client falls back to a public server.
+        conn.pending.append(("config", self._client_config))
         key = (claims.session_id, claims.participant_id)
         previous = self._by_participant.get(key)
         self._conns[sid] = conn

@@ -242,5 +242,11 @@ class EndedMessage(BaseModel):
     reason: str = "ended"
 
 
-SERVER_EVENTS = ("state", "signal", "chat", "notice", "ended")
+class ConfigMessage(BaseModel):
+    """Sent first on every connection: the ICE servers the client's media must use."""
+
+    ice_servers: list[dict[str, Any]]
+
+
+SERVER_EVENTS = ("config", "state", "signal", "chat", "notice", "ended")
 """Server -> client event names."""

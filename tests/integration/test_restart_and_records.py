@@ -178,3 +178,24 @@ async def test_attendance_export_over_http_and_cli_is_audited(
                               capture_output=True, text=True)
     assert tampered.returncode == 1
     assert f"stream {sid} record 3" in tampered.stderr
+
+
+async def test_clients_get_the_clinics_ice_servers_first(tmp_path: Path) -> None:
+    """Every connection's first message names the ICE servers its media must use."""
+    turn = [{"urls": ["turn:turn.clinic.invalid:3478"], "username": "u", "credential": "p"}]
+    srv = CircleServer(tmp_path / "data", env={"CIRCLE_MEDIA": "false",
+                                               "CIRCLE_ICE_SERVERS": json.dumps(turn)})
+    srv.api_key = srv.create_key()
+    srv.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            api = Api(srv, http)
+            sid = await api.create_session()
+            client = await api.join(sid, "c1", "Ann Lee")
+            try:
+                await client.wait_for(lambda s: s["you"]["status"] == "waiting")
+                assert client.config == {"ice_servers": turn}
+            finally:
+                await settle(client)
+    finally:
+        srv.stop()

@@ -15,6 +15,7 @@ const app = document.getElementById("app")!;
 // -- state ----------------------------------------------------------------------------------
 
 let token = "";
+let iceServers: RTCIceServer[] = [];
 let socket: Socket | null = null;
 let view: View | null = null;
 let screen = "";
@@ -211,6 +212,9 @@ function join(): void {
     view = data;
     render();
   });
+  s.on("config", (data: { ice_servers?: RTCIceServer[] }) => {
+    iceServers = data.ice_servers ?? [];
+  });
   s.on("signal", (data: SignalMessage) => peer?.handle(data));
   s.on("chat", (data: ChatMessage) => addChat(data));
   s.on("notice", (data: Notice) => onNotice(data));
@@ -245,7 +249,7 @@ function ensureMedia(): void {
   }, (text, detail) => {
     console.warn("circle media:", text, detail ?? "");
     toast(text);
-  });
+  }, iceServers);
   applyLocalEnabled();
   peer.start();
 }

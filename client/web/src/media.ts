@@ -6,11 +6,11 @@
 export type Ack = { ok: boolean; error?: { code: string; message: string } };
 export type SignalMessage = { type: "offer" | "answer"; sdp: string };
 
-const RTC_CONFIG: RTCConfiguration = {
-  iceServers: [], // never a public STUN server; a clinic sets its own TURN in production
-  bundlePolicy: "max-bundle",
-  rtcpMuxPolicy: "require",
-};
+/** The clinic's STUN/TURN servers, from the server's `config` message (empty in tests).
+ * Always explicit: a browser given none never falls back to a public server. */
+export function rtcConfig(iceServers: RTCIceServer[]): RTCConfiguration {
+  return { iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" };
+}
 const GATHER_TIMEOUT_MS = 5000;
 
 export class RelayPeer {
@@ -23,8 +23,9 @@ export class RelayPeer {
     private readonly send: (message: SignalMessage) => Promise<Ack>,
     private readonly onStream: (publisherId: string, stream: MediaStream) => void,
     private readonly onProblem: (text: string, detail?: string) => void,
+    iceServers: RTCIceServer[] = [],
   ) {
-    this.pc = new RTCPeerConnection(RTC_CONFIG);
+    this.pc = new RTCPeerConnection(rtcConfig(iceServers));
     this.pc.addEventListener("track", (event) => {
       const stream = event.streams[0];
       // The stream id (msid) of every forwarded track is the publisher's participant id.
