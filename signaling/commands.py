@@ -208,6 +208,14 @@ class Broadcast:
 
 
 @dataclass(frozen=True)
+class MessageWaiting:
+    """A therapist's word to the waiting room (one client, or all): a notice, not recorded."""
+
+    text: str
+    participant_id: str | None
+
+
+@dataclass(frozen=True)
 class AskForHelp:
     """A client asks the therapists for help; they get a notice naming the room."""
 
@@ -241,4 +249,5 @@ Command = (
     | CloseBreakouts
     | Broadcast
     | AskForHelp
+    | MessageWaiting
 )

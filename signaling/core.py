@@ -142,6 +142,12 @@ def _decide(
             return [e.HandChanged(at=now, participant_id=actor.id, raised=command.raised)]
         case c.Chat() | c.Signal():
             return []
+        case c.MessageWaiting():
+            if command.participant_id is not None:
+                target = state.participants.get(command.participant_id)
+                if target is None or target.status != "waiting":
+                    return Rejected("not_found", "no such participant in the waiting room")
+            return []
         case c.ReportMedia():
             target = state.participants.get(command.participant_id)
             if target is None:

@@ -25,7 +25,7 @@ from signaling import commands as c
 from signaling import events as e
 from signaling.media_plan import plan_for
 from signaling.model import Role, SessionState
-from signaling.notices import broadcast_notices, help_notices, notices_for
+from signaling.notices import broadcast_notices, help_notices, notices_for, waiting_notices
 from signaling.policy import Rejected
 from signaling.ports import MediaKind, MediaPlan, Relay, SignalType
 from signaling.protocol import (
@@ -243,6 +243,10 @@ class Gateway:
             case c.AskForHelp():
                 state = await self._hub.state(conn.session_id)
                 await self._deliver(conn.session_id, help_notices(state, conn.participant_id))
+            case c.MessageWaiting():
+                state = await self._hub.state(conn.session_id)
+                notices = waiting_notices(state, command.text, command.participant_id)
+                await self._deliver(conn.session_id, notices)
         return ok()
 
     async def _deliver(self, session_id: str, notices: list[tuple[str, dict[str, Any]]]) -> None:

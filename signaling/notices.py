@@ -64,3 +64,12 @@ def help_notices(state: SessionState, asker: str) -> list[Notice]:
 def broadcast_notices(state: SessionState, text: str) -> list[Notice]:
     """A therapist's broadcast reaches every admitted participant, in every room."""
     return [(p.id, {"kind": "broadcast", "text": text}) for p in state.admitted()]
+
+
+def waiting_notices(state: SessionState, text: str, participant_id: str | None) -> list[Notice]:
+    """A therapist's message to the waiting room: to one waiting client, or to all."""
+    return [
+        (p.id, {"kind": "message", "text": text})
+        for p in state.waiting()
+        if participant_id is None or p.id == participant_id
+    ]

@@ -42,6 +42,7 @@ THERAPIST_ONLY: tuple[type, ...] = (
     c.CloseBreakouts,
     c.Broadcast,
     c.SaveBreakoutPlan,
+    c.MessageWaiting,
 )
 STAFF_OR_THERAPIST: tuple[type, ...] = (c.SaveBreakoutPlan,)
 ADMITTED_ONLY: tuple[type, ...] = (c.RaiseHand, c.Chat, c.Signal, c.AskForHelp)

@@ -152,6 +152,13 @@ class BreakoutHelpPayload(_Payload):
     pass
 
 
+class WaitingMessagePayload(_Payload):
+    """To one waiting client (`participant_id`) or, without it, to everyone waiting."""
+
+    text: ChatText
+    participant_id: Id | None = None
+
+
 CLIENT_EVENTS: dict[str, type[_Payload]] = {
     "admit": AdmitPayload,
     "admit_all": AdmitAllPayload,
@@ -173,6 +180,7 @@ CLIENT_EVENTS: dict[str, type[_Payload]] = {
     "breakouts_close": BreakoutsClosePayload,
     "breakout_broadcast": BreakoutBroadcastPayload,
     "breakout_help": BreakoutHelpPayload,
+    "waiting_message": WaitingMessagePayload,
 }
 """Client -> server events by name (the Socket.IO event name is the discriminator)."""
 

@@ -55,6 +55,8 @@ def command_for(payload: object, seed: int) -> c.Command:
             return c.Broadcast(payload.text)
         case p.BreakoutHelpPayload():
             return c.AskForHelp()
+        case p.WaitingMessagePayload():
+            return c.MessageWaiting(payload.text, payload.participant_id)
     raise p.ProtocolError("invalid", "unknown event")
 
 

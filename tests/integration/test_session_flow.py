@@ -120,6 +120,28 @@ async def test_mute_lock_deny_remove_end(api: Api) -> None:
         await settle(therapist, ann, bob)
 
 
+async def test_therapist_messages_the_waiting_room(api: Api) -> None:
+    sid = await api.create_session()
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
+    ann = await api.join(sid, "c1", "Ann Lee")
+    bob = await api.join(sid, "c2", "Bob Stone")
+    try:
+        await therapist.wait_for(lambda s: len(s["waiting"]) == 2)
+        ack = await therapist.call("waiting_message", {"text": "Starting in five minutes"})
+        assert ack == {"ok": True}
+        for c in (ann, bob):
+            assert (await c.wait_notice("message"))["text"] == "Starting in five minutes"
+        ack = await therapist.call("waiting_message", {"text": "Ann, one moment",
+                                                       "participant_id": "c1"})
+        assert ack["ok"]
+        await ann.wait_until(lambda: len(ann.notices) == 2)
+        assert [n["text"] for n in bob.notices] == ["Starting in five minutes"]
+        refused = await ann.call("waiting_message", {"text": "hello?"})
+        assert refused["error"]["code"] == "forbidden"
+    finally:
+        await settle(therapist, ann, bob)
+
+
 async def test_individual_session(api: Api) -> None:
     sid = await api.create_session(kind="individual", title="Weekly check-in", program="OP")
     therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")

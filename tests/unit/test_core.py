@@ -301,3 +301,13 @@ def test_replay_rebuilds_the_live_state() -> None:
     s.ok(client("c1"), c.Disconnect("c1"))
     assert replay(s.events) == s.state
     assert s.state.seq == len(s.events)
+
+
+def test_message_to_the_waiting_room_is_checked_but_not_recorded() -> None:
+    s = Session.created()
+    s.join("t1", "therapist")
+    s.join("c1")
+    assert s.ok(therapist(), c.MessageWaiting("A few more minutes", None)) == ()
+    assert s.ok(therapist(), c.MessageWaiting("Hi Ann", "c1")) == ()
+    assert s.refused(therapist(), c.MessageWaiting("x", "t1")).code == "not_found"
+    assert s.refused(client("c1"), c.MessageWaiting("x", None)).code == "forbidden"
