@@ -1,5 +1,5 @@
 """Fixtures shared by the integration tests: a real `circle serve` and its staff API."""
 
-from .server_fixtures import api, server
+from .server_fixtures import api, own_server, server
 
-__all__ = ["api", "server"]
+__all__ = ["api", "own_server", "server"]

@@ -43,7 +43,8 @@ class DbTarget:
         return await open_database(self.url, connect_args=self.connect_args)
 
 
-def _unavailable(reason: str) -> None:
+def postgres_unavailable(reason: str) -> None:
+    """Skip on a workstation, fail under CI=true: green CI means PostgreSQL was tested."""
     if os.environ.get("CI") == "true":
         pytest.fail(f"PostgreSQL is required under CI=true: {reason}")
     pytest.skip(f"PostgreSQL unavailable ({reason}); set CIRCLE_TEST_PG_URL")
@@ -58,7 +59,7 @@ async def _pg_schema() -> AsyncIterator[DbTarget]:
             await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:  # any failure to reach the server means "no PostgreSQL here"
         await admin.dispose()
-        _unavailable(f"{PG_URL}: {type(exc).__name__}: {exc}")
+        postgres_unavailable(f"{PG_URL}: {type(exc).__name__}: {exc}")
     try:
         yield DbTarget("postgres", PG_URL, {"server_settings": {"search_path": schema}})
     finally:

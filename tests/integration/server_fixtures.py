@@ -146,6 +146,17 @@ async def api(server: CircleServer) -> AsyncIterator[Api]:
         yield Api(server, http)
 
 
+@pytest.fixture
+async def own_server(tmp_path: Path) -> AsyncIterator[tuple[CircleServer, Api]]:
+    """A server of the test's own (so it can be killed), with a long reconnect grace."""
+    srv = CircleServer(tmp_path / "data", env={"CIRCLE_RECONNECT_GRACE_S": "30"})
+    srv.api_key = srv.create_key()
+    srv.start()
+    async with aiohttp.ClientSession() as http:
+        yield srv, Api(srv, http)
+    srv.stop()
+
+
 async def settle(*clients: CircleClient | None) -> None:
     """Close clients at the end of a test without letting one failure hide another."""
     await asyncio.gather(*(c.close() for c in clients if c is not None),

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import aiohttp
 import pytest
 
 from client.participant import CircleClient, MediaOptions
@@ -123,16 +120,6 @@ async def test_saved_plan_over_http_opens_with_one_command(api: Api) -> None:
                    for r in rooms["breakouts"]["rooms"])
     finally:
         await settle(therapist, *clients.values())
-
-
-@pytest.fixture
-async def own_server(tmp_path: Path) -> AsyncIterator[tuple[CircleServer, Api]]:
-    srv = CircleServer(tmp_path / "data", env={"CIRCLE_RECONNECT_GRACE_S": "30"})
-    srv.api_key = srv.create_key()
-    srv.start()
-    async with aiohttp.ClientSession() as http:
-        yield srv, Api(srv, http)
-    srv.stop()
 
 
 async def test_restart_while_open_keeps_rooms_roles_and_timer(

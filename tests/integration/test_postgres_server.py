@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from client.participant import CircleClient
 
-from .db_fixtures import PG_URL
+from .db_fixtures import PG_URL, postgres_unavailable
 from .server_fixtures import CIRCLE, Api, CircleServer, settle
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -31,9 +31,7 @@ async def pg_database() -> AsyncIterator[str]:
             await conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         await admin.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required under CI=true: {exc}")
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+        postgres_unavailable(f"{PG_URL}: {type(exc).__name__}: {exc}")
     yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     async with admin.connect() as conn:
         await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))

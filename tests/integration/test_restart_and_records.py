@@ -7,7 +7,6 @@ import io
 import json
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -61,17 +60,6 @@ async def test_drop_longer_than_grace_is_a_new_arrival(api: Api) -> None:
         await ann.wait_for(lambda s: s["you"]["status"] == "waiting")
     finally:
         await settle(therapist, ann)
-
-
-@pytest.fixture
-async def own_server(tmp_path: Path) -> AsyncIterator[tuple[CircleServer, Api]]:
-    """A server of this test's own, so it can be killed."""
-    srv = CircleServer(tmp_path / "data", env={"CIRCLE_RECONNECT_GRACE_S": "30"})
-    srv.api_key = srv.create_key()
-    srv.start()
-    async with aiohttp.ClientSession() as http:
-        yield srv, Api(srv, http)
-    srv.stop()
 
 
 async def test_sigkill_restart_rebuilds_live_sessions_from_the_ledger(
