@@ -7,6 +7,7 @@ import { io, type Socket } from "socket.io-client";
 import "./style.css";
 import { append, clear, duration, h, setText, syncList } from "./dom";
 import { RelayPeer, type Ack, type SignalMessage } from "./media";
+import { idleConfig, idleFor, pauseActivity, resetIdle, watchActivity } from "./idle";
 import { Planner, cap, countdownText, labelled, selectOf } from "./planner";
 import type { ChatMessage, Notice, PeerView, View, WaitingView } from "./types";
 
@@ -34,6 +35,8 @@ const ui: Record<string, HTMLElement> = {};
 let planner: Planner | null = null;
 let meterStop: (() => void) | null = null;
 let opening: Promise<void> = Promise.resolve();
+let idlePrompt: { dialog: HTMLDialogElement; count: HTMLElement; deadline: number } | null = null;
+let signingOut = false;
 
 // -- boot -----------------------------------------------------------------------------------
 
@@ -50,6 +53,7 @@ function readToken(): string {
 }
 
 token = readToken();
+watchActivity();
 if (!token) {
   endScreen("This link is incomplete", "Open the link from your invitation again, or ask the clinic for a new one.");
 } else {
@@ -280,6 +284,11 @@ function show(name: string): void {
   for (const k of Object.keys(ui)) delete ui[k];
   planner = null;
   document.body.dataset.screen = name;
+  if (!askFirst(name)) {
+    // A new screen with the plain sign-out policy starts its own idle clock.
+    closeIdlePrompt();
+    resetIdle();
+  }
 }
 
 function render(): void {
@@ -312,6 +321,7 @@ function renderWaiting(): void {
       h("p", { class: "calm", text: "Your therapist will let you in soon. You can stay on this page; there is nothing else you need to do." }),
       ui.waited,
       h("h2", { text: "Messages from your therapist" }),
+      h("p", { class: "hint no-messages", text: "No messages yet." }),
       ui.notices,
       h("button", { type: "button", class: "secondary", text: "Leave the waiting room", onclick: () => leave() }),
     ));
@@ -342,12 +352,25 @@ function renderSession(): void {
     const side = h("aside", { class: "side", "aria-label": therapist ? "Therapist console" : "Messages and chat" });
     if (therapist) {
       ui.waitingList = h("ul", { class: "list" });
+      const waitText = h("input", { type: "text", maxlength: 2000, autocomplete: "off" });
+      ui.waitSend = h("button", { type: "submit", class: "secondary", text: "Send to waiting room" });
+      ui.waitForm = h("form", { class: "row wait-message", onsubmit: (e: Event) => {
+        e.preventDefault();
+        const text = waitText.value.trim();
+        const count = view?.waiting?.length ?? 0;
+        if (!text || !count) return;
+        void emit("waiting_message", { text }).then((a) => {
+          if (!a.ok) return;
+          waitText.value = "";
+          toast(`Message sent to ${count === 1 ? "the person" : `all ${count} people`} waiting.`, "info");
+        });
+      } }, labelled("Message to everyone waiting", waitText), ui.waitSend);
       ui.admitAll = h("button", { type: "button", class: "primary", text: "Admit all", onclick: () => emit("admit_all", {}) });
       ui.expected = h("ul", { class: "list" });
       ui.people = h("ul", { class: "list" });
       planner = new Planner(emit);
       side.append(
-        section("Waiting room", "waiting", ui.admitAll, ui.waitingList),
+        section("Waiting room", "waiting", ui.admitAll, ui.waitingList, ui.waitForm),
         section("Expected, not here", "expected", ui.expected),
         section("Participants", "people", ui.people),
         section("Breakouts", "breakouts", planner.el),
@@ -503,6 +526,7 @@ function renderConsole(): void {
   const waiting = view.waiting ?? [];
   setText(ui.admitAll, `Admit all (${waiting.length})`);
   (ui.admitAll as HTMLButtonElement).disabled = waiting.length === 0;
+  (ui.waitSend as HTMLButtonElement).disabled = waiting.length === 0;
   syncList(ui.waitingList, waiting, (w) => w.id, createWaitingRow, updateWaitingRow);
   if (!waiting.length && !ui.waitingList.querySelector(".empty")) ui.waitingList.append(h("li", { class: "empty hint", text: "Nobody is waiting." }));
   syncList(ui.expected, (view.expected ?? []).length ? view.expected! : [{ id: "", name: "", role: "client" as const }],
@@ -521,6 +545,21 @@ function createWaitingRow(w: WaitingView): HTMLElement {
     h("button", { type: "button", class: "danger", text: "Deny", "aria-label": `Deny ${w.name}`,
       onclick: () => emit("deny", { participant_id: w.id, reason: reason.value.trim() }) }),
     h("button", { type: "button", class: "link", text: "Cancel", onclick: () => { denyBox.hidden = true; } }));
+  const message = h("input", { type: "text", maxlength: 2000, autocomplete: "off" });
+  const messageBox = h("form", { class: "deny-box message-box", hidden: true, onsubmit: (e: Event) => {
+    e.preventDefault();
+    const text = message.value.trim();
+    if (!text) return;
+    void emit("waiting_message", { text, participant_id: w.id }).then((a) => {
+      if (!a.ok) return;
+      message.value = "";
+      messageBox.hidden = true;
+      toast(`Message sent to ${w.name}.`, "info");
+    });
+  } },
+    labelled(`Message to ${w.name}`, message),
+    h("button", { type: "submit", class: "primary", text: "Send", "aria-label": `Send message to ${w.name}` }),
+    h("button", { type: "button", class: "link", text: "Cancel", onclick: () => { messageBox.hidden = true; } }));
   return h("li", { class: "waiting-row" },
     h("span", { class: "name", text: w.name }),
     h("span", { class: "since hint" }),
@@ -528,8 +567,10 @@ function createWaitingRow(w: WaitingView): HTMLElement {
       h("button", { type: "button", class: "primary", text: "Admit", "aria-label": `Admit ${w.name}`,
         onclick: () => emit("admit", { participant_id: w.id }) }),
       h("button", { type: "button", class: "secondary", text: "Deny…", "aria-label": `Deny ${w.name} with a reason`,
-        onclick: () => { denyBox.hidden = false; reason.focus(); } })),
-    denyBox);
+        onclick: () => { denyBox.hidden = false; reason.focus(); } }),
+      h("button", { type: "button", class: "secondary", text: "Message…", "aria-label": `Message ${w.name}`,
+        onclick: () => { messageBox.hidden = false; message.focus(); } })),
+    messageBox, denyBox);
 }
 
 function updateWaitingRow(el: HTMLElement, w: WaitingView): void {
@@ -611,6 +652,15 @@ function onNotice(n: Notice): void {
     return;
   }
   let text = n.text || "";
+  if (n.kind === "message") {
+    // The therapist's word to the waiting room: plain text, clearly from the therapist.
+    app.querySelector(".no-messages")?.remove();
+    ui.notices?.prepend(h("li", { class: "notice n-message" },
+      h("span", { class: "from", text: "From your therapist" }),
+      h("span", { class: "time hint", text: ` · ${new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}` }),
+      h("p", { class: "text", text })));
+    return;
+  }
   if (n.kind === "help") {
     const who = view?.participants.find((p) => p.id === n.participant_id)?.name ?? "A client";
     const room = view?.breakouts?.rooms.find((r) => r.id === n.room)?.name ?? n.room ?? "";
@@ -677,6 +727,7 @@ function endScreen(title: string, text: string, kind = "error"): void {
 // -- timers ---------------------------------------------------------------------------------
 
 function tick(): void {
+  checkIdle();
   if (screen === "waiting" && ui.waited) setText(ui.waited, `You have waited ${duration(Date.now() - waitingSince)}`);
   if (screen === "session" && view) {
     ui.waitingList?.querySelectorAll<HTMLElement>(".waiting-row").forEach(setWaitTime);
@@ -684,6 +735,98 @@ function tick(): void {
     const cd = ui.breakout?.querySelector(".countdown");
     if (cd && b?.open) setText(cd, countdownText(b.ends_at, b.closing_at ?? null));
     planner?.tick();
+  }
+}
+
+// -- automatic logoff (idle.ts) -----------------------------------------------------------
+
+/** Screens where someone may just be watching and listening: ask before leaving. */
+function askFirst(name: string): boolean {
+  return name === "waiting" || name === "session";
+}
+
+function checkIdle(): void {
+  if (signingOut) return;
+  const cfg = idleConfig();
+  if (askFirst(screen)) {
+    if (!idlePrompt && idleFor() >= cfg.promptMs) openIdlePrompt(cfg.graceMs);
+    if (idlePrompt) {
+      const left = idlePrompt.deadline - Date.now();
+      if (left <= 0) void signOut();
+      else setText(idlePrompt.count, `You will leave in ${duration(left + 999)}.`);
+    }
+  } else if ((screen === "device" || screen.startsWith("end-")) && screen !== "end-signed-out") {
+    if (idleFor() >= cfg.signOutMs) void signOut();
+  }
+}
+
+function openIdlePrompt(graceMs: number): void {
+  pauseActivity(true);
+  const count = h("p", { class: "idle-count", role: "timer", "aria-live": "off" });
+  const stay = h("button", { type: "button", class: "primary big", text: "I'm still here",
+    onclick: () => closeIdlePrompt() });
+  const inSession = screen === "session";
+  const dialog = h("dialog", { class: "idle-prompt", role: "alertdialog", "aria-modal": "true",
+    "aria-labelledby": "idle-title", "aria-describedby": "idle-text" },
+    h("h2", { id: "idle-title", text: "Are you still there?" }),
+    h("p", { id: "idle-text", text: `There has been no keyboard, mouse or touch activity here for a while. For your privacy you will leave the ${inSession ? "session" : "waiting room"} unless you answer.` }),
+    count, stay);
+  // Escape is an answer too: somebody is at the keyboard.
+  dialog.addEventListener("cancel", (e) => { e.preventDefault(); closeIdlePrompt(); });
+  document.body.append(dialog);
+  idlePrompt = { dialog, count, deadline: Date.now() + graceMs };
+  setText(count, `You will leave in ${duration(graceMs + 999)}.`);
+  dialog.showModal();
+  stay.focus();
+  document.title = "Are you still there? · Circle";
+  chime();
+}
+
+function closeIdlePrompt(): void {
+  pauseActivity(false);
+  resetIdle();
+  if (!idlePrompt) return;
+  const { dialog } = idlePrompt;
+  idlePrompt = null;
+  if (dialog.open) dialog.close();
+  dialog.remove();
+  document.title = "Circle";
+}
+
+/** A short soft tone, for someone who is listening rather than watching. */
+function chime(): void {
+  try {
+    const ctx = new AudioContext();
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.frequency.value = 660;
+    gain.gain.setValueAtTime(0.0001, ctx.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.15, ctx.currentTime + 0.05);
+    gain.gain.exponentialRampToValueAtTime(0.0001, ctx.currentTime + 0.6);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start();
+    osc.stop(ctx.currentTime + 0.65);
+    osc.onended = () => { void ctx.close().catch(() => undefined); };
+  } catch {
+    /* no audio output: the dialog is enough */
+  }
+}
+
+async function signOut(): Promise<void> {
+  if (signingOut) return;
+  signingOut = true;
+  try {
+    closeIdlePrompt();
+    if (askFirst(screen) && socket?.connected && !finished) {
+      await Promise.race([emit("leave", {}), new Promise((r) => setTimeout(r, 3000))]);
+    }
+    sessionStorage.removeItem("circle.token");
+    token = "";
+    endScreen("You were signed out",
+      "For your privacy, this page signs you out after a time without activity. To join again, open the link from your invitation.",
+      "signed-out");
+  } finally {
+    signingOut = false;
   }
 }
 
