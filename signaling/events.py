@@ -263,13 +263,24 @@ def from_record(record: Mapping[str, Any]) -> Event:
     cls = _REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(f"unknown event type {name!r}")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     kwargs = {
         f.name: _decode(hints[f.name], record[f.name])
         for f in dataclasses.fields(cls)
         if f.name in record
     }
     return cls(**kwargs)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """Resolved field types of a class; cached: resolving them dominated replay and export."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 def _encode(value: Any) -> Any:
@@ -302,6 +313,6 @@ def _decode(hint: Any, value: Any) -> Any:
     if origin in (dict, Mapping) or origin is typing.get_origin(Mapping[str, Any]):
         return {k: _decode(args[1], v) for k, v in value.items()}
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        inner = typing.get_type_hints(hint)
+        inner = _hints(hint)
         return hint(**{k: _decode(inner[k], v) for k, v in value.items()})
     return value

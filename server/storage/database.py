@@ -86,8 +86,14 @@ async def open_database(url: str, *, connect_args: Mapping[str, Any] | None = No
         if not parsed.database or parsed.database == ":memory:":
             raise ValueError("SQLite needs a file path: the ledger must survive a restart")
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(parsed, connect_args=dict(connect_args or {}), pool_pre_ping=True)
-    if parsed.drivername.startswith("sqlite"):
+    sqlite = parsed.drivername.startswith("sqlite")
+    # A ping before every checkout guards against PostgreSQL connections dropped by the
+    # server or a proxy; a SQLite file connection cannot go stale, and the ping costs a
+    # round trip through aiosqlite's thread on every ledger append.
+    engine = create_async_engine(
+        parsed, connect_args=dict(connect_args or {}), pool_pre_ping=not sqlite
+    )
+    if sqlite:
         _configure_sqlite(engine)
     try:
         version = await migrate(engine)
