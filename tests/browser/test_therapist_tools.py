@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.server_fixtures import Api, api, server  # noqa: F401
 
-from .browser_fixtures import Browser, Person, chromium, eventually  # noqa: F401
+from .browser_fixtures import SHOTS, Browser, Person, chromium, eventually  # noqa: F401
 from .test_web_client import HAS_BREAKOUTS, join_link, publish_doc_shot, through_device_check
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -70,6 +70,8 @@ async def test_waiting_room_messages_then_automatic_breakouts_rotate_extend_save
     await eventually(lambda: box.evaluate("(el) => el === document.activeElement"), 5,
                      "focus in the message box")
     await tp.keyboard.type("Ann, your form is ready at the front desk.")
+    await tp.locator(".panel-waiting").screenshot(path=str(SHOTS / "13-therapist-waiting-message.png"))
+    publish_doc_shot("13-therapist-waiting-message")
     await tp.keyboard.press("Enter")
     await ann.page.locator(".notices li.n-message").nth(1).wait_for()
     assert await ann.page.locator(".notices li.n-message .text").first.text_content() == (
