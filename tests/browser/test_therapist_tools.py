@@ -70,7 +70,8 @@ async def test_waiting_room_messages_then_automatic_breakouts_rotate_extend_save
     await eventually(lambda: box.evaluate("(el) => el === document.activeElement"), 5,
                      "focus in the message box")
     await tp.keyboard.type("Ann, your form is ready at the front desk.")
-    await tp.locator(".panel-waiting").screenshot(path=str(SHOTS / "13-therapist-waiting-message.png"))
+    panel_shot = SHOTS / "13-therapist-waiting-message.png"
+    await tp.locator(".panel-waiting").screenshot(path=str(panel_shot))
     publish_doc_shot("13-therapist-waiting-message")
     await tp.keyboard.press("Enter")
     await ann.page.locator(".notices li.n-message").nth(1).wait_for()
