@@ -299,7 +299,10 @@ class Gateway:
                 if sid is not None:
                     self._close_soon(sid)
         for conn in [x for x in self._conns.values() if x.session_id == session_id]:
-            await self._push_view(conn, after)
+            # A connection whose Connect is still queued behind this change has no place in
+            # the session yet: its first view comes with its own arrival, never a "left".
+            if conn.participant_id in after.participants:
+                await self._push_view(conn, after)
         if any(isinstance(event, e.SessionEnded) for event in events):
             for conn in [x for x in self._conns.values() if x.session_id == session_id]:
                 await self._emit(conn.sid, "ended", {"reason": "ended"})

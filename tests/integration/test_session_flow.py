@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from client.participant import JoinRefused
+from client.participant import CircleClient, JoinRefused
 
 from .server_fixtures import Api, settle
 
@@ -140,6 +142,23 @@ async def test_therapist_messages_the_waiting_room(api: Api) -> None:
         assert refused["error"]["code"] == "forbidden"
     finally:
         await settle(therapist, ann, bob)
+
+
+async def test_simultaneous_arrivals_never_see_themselves_as_left(api: Api) -> None:
+    """A view pushed while someone's own arrival is still queued must not say "left"."""
+    sid = await api.create_session()
+    invites = [await api.invite(sid, f"c{i}", f"Client {i}") for i in range(8)]
+    clients = [CircleClient(api.server.url, inv["token"]) for inv in invites]
+    seen: dict[int, list[str]] = {i: [] for i in range(len(clients))}
+    for i, client in enumerate(clients):
+        client.on_state.append(lambda state, i=i: seen[i].append(state["you"]["status"]))
+    try:
+        await asyncio.gather(*(client.connect() for client in clients))
+        for client in clients:
+            await client.wait_for(lambda s: s["you"]["status"] == "waiting")
+        assert all(statuses and set(statuses) == {"waiting"} for statuses in seen.values()), seen
+    finally:
+        await settle(*clients)
 
 
 async def test_individual_session(api: Api) -> None:
