@@ -20,6 +20,7 @@ from aiortc import (
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc import sdp as aiortc_sdp
@@ -55,6 +56,7 @@ class MediaPeer:
         video_size: tuple[int, int] = (320, 240),
         video_fps: int = 15,
         ice_servers: list[dict[str, Any]] | None = None,
+        video_codec: str = "VP8",
     ) -> None:
         if loopback:
             enable_loopback_gathering()
@@ -77,7 +79,18 @@ class MediaPeer:
             self._pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
         if publish_video:
             width, height = video_size
-            self._pc.addTransceiver(PatternVideoTrack(width, height, video_fps), "sendonly")
+            video = self._pc.addTransceiver(
+                PatternVideoTrack(width, height, video_fps), "sendonly"
+            )
+            # Offer one codec only, as a browser that prefers it would (e.g. H.264 on iOS).
+            preferred = [
+                codec
+                for codec in RTCRtpSender.getCapabilities("video").codecs
+                if codec.mimeType.lower() == f"video/{video_codec.lower()}"
+            ]
+            if not preferred:
+                raise ValueError(f"aiortc cannot send {video_codec}")
+            video.setCodecPreferences(preferred)
         if not publish_audio and not publish_video:
             # One m-section is needed to carry the transport; the relay adds the rest.
             self._pc.addTransceiver("audio", direction="recvonly")

@@ -41,6 +41,8 @@ class MediaOptions:
     video: bool = True
     loopback: bool = True
     """Gather 127.0.0.1 candidates: the relay runs on this machine (tests, demos)."""
+    video_codec: str = "VP8"
+    """The only video codec offered (VP8 or H264)."""
 
 
 class CircleClient:
@@ -192,7 +194,8 @@ class CircleClient:
         options = self._media_options
         self.media = MediaPeer(publish_audio=options.audio, publish_video=options.video,
                                loopback=options.loopback,
-                               ice_servers=self.config.get("ice_servers", []))
+                               ice_servers=self.config.get("ice_servers", []),
+                               video_codec=options.video_codec)
         self._signals.put_nowait({"type": "start"})
 
     async def _apply_signals(self) -> None:

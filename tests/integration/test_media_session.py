@@ -69,6 +69,26 @@ async def test_three_participants_see_and_hear_each_other(api: Api) -> None:
     }
 
 
+async def test_h264_publisher_is_forwarded_without_transcoding(api: Api) -> None:
+    """A client that offers only H.264: the others decode its frames, through the relay."""
+    sid = await api.create_session()
+    h264 = MediaOptions(audio=True, video=True, video_codec="H264")
+    therapist, (ann,) = await admitted_group(api, sid, [("c1", "Ann Lee", h264)])
+    try:
+        await eventually(sees(therapist, "c1"))
+        await eventually(sees(ann, "t1"))
+        assert ann.media is not None
+        local = ann.media.peer_connection.localDescription.sdp
+        (sending,) = [m for m in local.split("\r\nm=")
+                      if m.startswith("video") and "a=sendonly" in m]
+        assert "H264/90000" in sending and "VP8/90000" not in sending, (
+            "Ann sends H.264 only, so the frames the therapist decoded were H.264 end to end "
+            "(the relay never encodes: test_relay_forwarding checks no encoder starts)"
+        )
+    finally:
+        await settle(therapist, ann)
+
+
 async def test_audio_only_client_is_recorded_as_audio_only(api: Api) -> None:
     sid = await api.create_session()
     therapist, (ann,) = await admitted_group(
