@@ -174,6 +174,9 @@ class BenchClient:
         self.pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
+        self.sub_pc: RTCPeerConnection | None = None
+        """With --separate-subscriber (Janus): the server's offers go to this second
+        connection (Janus subscribes on a connection of its own, it offers)."""
         self.lock = asyncio.Lock()
         self.stable = asyncio.Event()
         for kind, mime in (("audio", "audio/opus"), ("video", "video/VP8")):
@@ -182,9 +185,10 @@ class BenchClient:
             transceiver.setCodecPreferences(caps)
         self._hook()
 
-    def _hook(self) -> None:
+    def _hook(self, pc: RTCPeerConnection | None = None) -> None:
         """Replace aiortc's encoder loop and decoder with the replayer and the counter."""
-        for transceiver in self.pc.getTransceivers():
+        publish = pc is None or pc is self.pc
+        for transceiver in (pc or self.pc).getTransceivers():
             receiver, sender = transceiver.receiver, transceiver.sender
             if "receive" not in vars(receiver):
 
@@ -193,7 +197,7 @@ class BenchClient:
                     self._raise_buffers(r.transport)
 
                 receiver.receive = receive  # type: ignore[method-assign]
-            if "send" not in vars(sender):
+            if "send" not in vars(sender) and publish:
                 publisher = Publisher(self, transceiver.kind, sender._ssrc)
                 self.publishers.append(publisher)
 
@@ -227,18 +231,26 @@ class BenchClient:
     async def handle_offer(self, sdp: str) -> str:
         await self.stable.wait()
         async with self.lock:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
-            self._hook()
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-            return str(self.pc.localDescription.sdp)
+            pc = self.pc
+            if self.worker.separate_subscriber:
+                if self.sub_pc is None:
+                    self.sub_pc = RTCPeerConnection(
+                        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+                    )
+                pc = self.sub_pc
+            await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+            self._hook(pc)
+            await pc.setLocalDescription(await pc.createAnswer())
+            return str(pc.localDescription.sdp)
 
 
 class Worker:
     """The process: its clients, one TCP link to the relay server, stdin from the harness."""
 
-    def __init__(self, clip: Clip, trailer: bool) -> None:
+    def __init__(self, clip: Clip, trailer: bool, separate_subscriber: bool = False) -> None:
         self.clip = clip
         self.trailer = trailer
+        self.separate_subscriber = separate_subscriber
         self.clients: dict[tuple[str, str], BenchClient] = {}
         self._latencies: list[int] = []
         self._seen = 0
@@ -280,15 +292,21 @@ class Worker:
             "clients": {
                 f"{s}/{p}": {
                     "recv": {str(ssrc): v[:] for ssrc, v in c.counter.streams.items()},
-                    "sent": {pub.kind: pub.sent for pub in c.publishers},
+                    "sent": {
+                        kind: sum(pub.sent for pub in c.publishers if pub.kind == kind)
+                        for kind in ("audio", "video")
+                    },
                     "ssrcs": [pub._ssrc for pub in c.publishers],
                 }
                 for (s, p), c in self.clients.items()
             },
-            "latency_ns": self._latencies,
+            "latency_ns": [] if reset_latency else self._latencies,
             "latency_seen": self._seen,
         }
         if reset_latency:
+            # Discard without sending: serializing up to 60k samples would block this
+            # worker's event loop at the start of the measured window and show up as
+            # latency in it.
             self._latencies, self._seen = [], 0
         return result
 
@@ -312,6 +330,8 @@ class Worker:
             sys.stdout.flush()
         for client in self.clients.values():
             await client.pc.close()
+            if client.sub_pc is not None:
+                await client.sub_pc.close()
 
 
 def main() -> None:
@@ -319,9 +339,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--clip", required=True)
     parser.add_argument("--trailer", action="store_true")
+    parser.add_argument("--separate-subscriber", action="store_true",
+                        help="receive on a second connection the server offers (Janus)")
     args = parser.parse_args()
     enable_loopback_gathering()
-    asyncio.run(Worker(read_clip(args.clip), args.trailer).run(args.port))
+    worker = Worker(read_clip(args.clip), args.trailer, args.separate_subscriber)
+    asyncio.run(worker.run(args.port))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ with `aiortc.contrib.media.MediaRelay` to one sendonly transceiver per subscribe
 re-encoding. Both answer the clients' offers and then send each client one offer that
 adds the other participants' tracks. Prints the port on stdout, then serves until killed.
 With BENCH_PROFILE=<file> the process runs under cProfile and dumps it on SIGTERM.
+With BENCH_RELAY_LATENCY=1 (`--mode forward` only) the relay's own forwarding latency is
+recorded per forwarded packet (`RelayLatencyProbe`, bench-only: it wraps
+`Ingress._handle_rtp_packet` from here; server/media is not changed).
+`--mode janus` runs Janus 1.1's videoroom (`bench.janus_sfu`) and translates this
+protocol to its HTTP API; CPU is then measured on the Janus process (`stats` names its pid).
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import signal
 import socket
+import struct
 import sys
+import time
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -32,6 +40,77 @@ from signaling.ports import MediaGrant, MediaKind, MediaPlan, SignalType
 
 RCVBUF = 4 << 20
 Key = tuple[str, str]
+SAMPLE_CAP = 60000
+MAGIC = b"\xcb\x42"
+"""The clients' latency trailer (bench.client): magic + monotonic_ns() at the publisher."""
+TRAILER = struct.Struct("!2sq")
+
+
+class Reservoir:
+    """A uniform sample of at most SAMPLE_CAP values over a window (reset by the harness)."""
+
+    def __init__(self) -> None:
+        self.values: list[int] = []
+        self.seen = 0
+
+    def add(self, value: int) -> None:
+        self.seen += 1
+        if len(self.values) < SAMPLE_CAP:
+            self.values.append(value)
+        else:
+            j = random.randrange(self.seen)
+            if j < SAMPLE_CAP:
+                self.values[j] = value
+
+    def take(self, reset: bool) -> list[int]:
+        """The sample, or (reset) nothing: a reset starts a window, and serializing a
+        full sample then would block the relay's loop inside the new window."""
+        if reset:
+            self.values, self.seen = [], 0
+            return []
+        return self.values
+
+
+class RelayLatencyProbe:
+    """Relay-side forwarding latency, measured inside the relay process (bench-only).
+
+    Wraps `Ingress._handle_rtp_packet` (the forwarder's entry point: aiortc calls it with
+    the SRTP-decrypted, parsed RTP packet). Per packet that was forwarded to at least one
+    subscriber it records `forward` = time from entry to the return of the handler, that
+    is of the last subscriber's `send_rtp` (after the fan-out loop the handler only
+    checks a flag; a PLI to the publisher, sent while a subscriber still waits for a
+    keyframe, is included then). `ingress` = entry time minus the publisher's trailer
+    timestamp: the publishing client's send path, the kernel, the relay's socket queue,
+    aioice and SRTP unprotect. Cost: two `monotonic_ns()` and one coroutine layer per
+    *received* packet (not per sent one).
+    """
+
+    def __init__(self) -> None:
+        self.forward = Reservoir()
+        self.ingress = Reservoir()
+
+    def install(self) -> None:
+        from server.media.forwarder import Ingress
+
+        original = Ingress._handle_rtp_packet
+        forward, ingress = self.forward, self.ingress
+        clock = time.monotonic_ns
+
+        async def timed(self: Ingress, packet: Any, arrival_time_ms: int) -> None:
+            t0 = clock()
+            await original(self, packet, arrival_time_ms)
+            t1 = clock()
+            egresses = self._egresses
+            if not self.allowed or not egresses:
+                return
+            if all(e.waiting_for_keyframe for e in egresses):
+                return
+            forward.add(t1 - t0)
+            payload = packet.payload
+            if payload[-10:-8] == MAGIC:
+                ingress.add(t0 - TRAILER.unpack_from(payload, len(payload) - 10)[1])
+
+        Ingress._handle_rtp_packet = timed  # type: ignore[method-assign]
 
 
 def raise_buffers(pc: RTCPeerConnection | None) -> None:
@@ -66,6 +145,20 @@ class Server:
     def forwarded(self) -> int:
         return 0
 
+    probe: RelayLatencyProbe | None = None
+
+    def measured_pid(self) -> int:
+        """The process whose CPU is the SFU's (this one, or Janus)."""
+        return os.getpid()
+
+    def stats(self, reset: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"t": "stats", "forwarded": self.forwarded(),
+                               "pid": self.measured_pid()}
+        if self.probe is not None:
+            out["relay_forward_ns"] = self.probe.forward.take(reset)
+            out["relay_ingress_ns"] = self.probe.ingress.take(reset)
+        return out
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while (message := await wire.recv(reader)) is not None:
             kind = message["t"]
@@ -73,7 +166,7 @@ class Server:
                 await self.plan(message["s"], message["pids"])
                 wire.send(writer, {"t": "ok"})
             elif kind == "stats":
-                wire.send(writer, {"t": "stats", "forwarded": self.forwarded()})
+                wire.send(writer, self.stats(bool(message.get("reset"))))
             elif kind in ("offer", "answer"):
                 key = (message["s"], message["p"])
                 self.owners[key] = writer
@@ -183,8 +276,84 @@ class BaselineServer(Server):
         await self.pcs[key].setRemoteDescription(RTCSessionDescription(sdp, "answer"))
 
 
+class JanusServer(Server):
+    """Janus 1.1 videoroom as the SFU: this process only translates signaling.
+
+    Per participant: one publisher handle (`joinandconfigure` with the client's offer) and,
+    once every member of the group publishes, one multistream subscriber handle for all the
+    others' streams (Janus offers; the client answers on a second peer connection, see
+    `bench.client --separate-subscriber`; `start` carries the answer).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        from bench.janus_sfu import Janus
+
+        self.janus = Janus()
+        self.rooms: dict[str, int] = {}
+        self.groups: dict[str, list[str]] = {}
+        self.feeds: dict[Key, int] = {}
+        self.publishing: dict[str, set[str]] = {}
+        self.subscribers: dict[Key, int] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.janus.start()
+
+    def measured_pid(self) -> int:
+        return self.janus.pid
+
+    async def plan(self, session: str, pids: list[str]) -> None:
+        room = 1000 + len(self.rooms)
+        self.rooms[session] = room
+        self.groups[session] = pids
+        self.publishing[session] = set()
+        await self.janus.create_room(room, publishers=len(pids) + 1)
+
+    async def offer(self, key: Key, sdp: str) -> str:
+        session, pid = key
+        feed = 1 + self.groups[session].index(pid)
+        self.feeds[key] = feed
+        answer = await self.janus.publish(self.rooms[session], feed, pid, sdp)
+        self.publishing[session].add(pid)
+        if self.publishing[session] == set(self.groups[session]):
+            loop = asyncio.get_running_loop()
+            for other in self.groups[session]:
+                task = loop.create_task(self._subscribe((session, other)))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        return answer
+
+    async def _subscribe(self, key: Key) -> None:
+        session, pid = key
+        feeds = [self.feeds[(session, p)] for p in self.groups[session] if p != pid]
+        handle, offer = await self.janus.subscribe(self.rooms[session], feeds)
+        self.subscribers[key] = handle
+        self.to_client(key, {"t": "offer", "sdp": offer})
+
+    async def answer(self, key: Key, sdp: str) -> None:
+        await self.janus.start_subscriber(self.subscribers[key], sdp)
+
+
 async def serve(mode: str) -> None:
-    server: Server = ForwardServer() if mode == "forward" else BaselineServer()
+    server: Server
+    if mode == "forward":
+        server = ForwardServer()
+        if os.environ.get("BENCH_RELAY_LATENCY", "") not in ("", "0"):
+            server.probe = RelayLatencyProbe()
+            server.probe.install()
+    elif mode == "janus":
+        janus = JanusServer()
+
+        def stop_janus() -> None:
+            janus.janus.stop()
+            sys.exit(0)
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop_janus)
+        await janus.start()
+        server = janus
+    else:
+        server = BaselineServer()
     listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, limit=wire.LIMIT)
     print(listener.sockets[0].getsockname()[1], flush=True)
     async with listener:
@@ -193,7 +362,7 @@ async def serve(mode: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=("forward", "baseline"), default="forward")
+    parser.add_argument("--mode", choices=("forward", "baseline", "janus"), default="forward")
     args = parser.parse_args()
     from bench.client import enable_loopback_gathering
 

@@ -90,3 +90,11 @@ def runqueue_wait_seconds(pid: int) -> float:
     except OSError:
         pass
     return total / 1e9
+
+
+def busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all cores, not idle/iowait), /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
