@@ -115,6 +115,7 @@ class Publisher:
         transport._register_rtp_sender(self, parameters)
         ext_map = transport._rtp_header_extensions_map
         pt = parameters.codecs[0].payloadType
+        assert pt is not None, "a negotiated codec has a payload type"
         mid = parameters.muxId
         clip = self._client.clip
         trailer = self._client.trailer
@@ -196,7 +197,7 @@ class BenchClient:
                     r.transport._register_rtp_receiver(self.counter, params)
                     self._raise_buffers(r.transport)
 
-                receiver.receive = receive  # type: ignore[method-assign]
+                receiver.receive = receive  # type: ignore[method-assign,assignment]
             if "send" not in vars(sender) and publish:
                 publisher = Publisher(self, transceiver.kind, sender._ssrc)
                 self.publishers.append(publisher)
@@ -206,7 +207,7 @@ class BenchClient:
                     self._raise_buffers(s.transport)
                     await p.start(params, s.transport)
 
-                sender.send = send  # type: ignore[method-assign]
+                sender.send = send  # type: ignore[method-assign,assignment]
 
     def _raise_buffers(self, dtls: Any) -> None:
         connection = dtls.transport._connection
@@ -269,7 +270,7 @@ class Worker:
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         assert self._writer is not None
         key = (message["s"], message["p"])
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         wire.send(self._writer, message)
         return await future
