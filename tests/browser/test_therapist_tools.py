@@ -11,7 +11,7 @@ import pytest
 from tests.integration.server_fixtures import Api, api, server  # noqa: F401
 
 from .browser_fixtures import SHOTS, Browser, Person, chromium, eventually  # noqa: F401
-from .test_web_client import HAS_BREAKOUTS, join_link, publish_doc_shot, through_device_check
+from .test_web_client import join_link, publish_doc_shot, through_device_check
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -28,7 +28,6 @@ async def ends_at(person: Person) -> datetime:
     return datetime.fromisoformat(state["breakouts"]["ends_at"].replace("Z", "+00:00"))
 
 
-@pytest.mark.skipif(not HAS_BREAKOUTS, reason="the server has no breakouts yet")
 async def test_waiting_room_messages_then_automatic_breakouts_rotate_extend_saved_warning(
     api: Api, chromium: Browser  # noqa: F811
 ) -> None:

@@ -168,10 +168,6 @@ async def test_denied_client_sees_the_reason_and_locked_session_refuses(
     assert errors == {}, errors
 
 
-HAS_BREAKOUTS = "breakouts_open" in (ROOT / "signaling" / "protocol.py").read_text()
-
-
-@pytest.mark.skipif(not HAS_BREAKOUTS, reason="the server has no breakouts yet")
 async def test_therapist_plans_and_opens_breakouts_client_sees_role_scenario_countdown(
     api: Api, chromium: Browser  # noqa: F811
 ) -> None:
