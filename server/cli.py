@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import getpass
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 from aiohttp import web
+from pydantic import ValidationError
 
 from server.apikeys import ApiKeys
 from server.attendance.service import AttendanceService
@@ -34,7 +37,15 @@ data_dir_option = click.option(
 
 
 def _settings(**overrides: Any) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Settings from flags and CIRCLE_* variables, or a readable error naming the bad one."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CIRCLE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors(include_input=False)
+        )
+        raise click.UsageError(f"bad setting: {problems}") from None
 
 
 def _run(work: Callable[[], Awaitable[T]]) -> T:
@@ -68,13 +79,39 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
     log = logging.getLogger("circle")
+    # Claim the data dir and the port before start-up: start-up replays and recovers live
+    # sessions, which must never happen in a second process that cannot serve them.
+    lock = _lock_data_dir(settings.data_dir)
+    try:
+        sock = socket.create_server((settings.host, settings.port))
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
     log.info(
         "listening on http://%s:%d (data dir %s, %s)",
         settings.host, settings.port, settings.data_dir.resolve(),
         "PostgreSQL" if settings.db_url.startswith("postgresql") else "SQLite",
     )
-    web.run_app(build_app(settings), host=settings.host, port=settings.port, print=None,
-                access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    try:
+        web.run_app(build_app(settings), sock=sock, print=None, access_log=None,
+                    shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    finally:
+        lock.close()
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    """An exclusive lock on the data dir for this process's lifetime (released at exit)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "serve.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise click.ClickException(
+            f"another circle serve is already using {data_dir.resolve()}"
+        ) from None
+    return handle
 
 
 @main.group()

@@ -63,7 +63,10 @@ class Settings(BaseSettings):
     @field_validator("clinic_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        ZoneInfo(value)
+        try:
+            ZoneInfo(value)
+        except (KeyError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (use e.g. America/Chicago)") from None
         return value
 
     @property

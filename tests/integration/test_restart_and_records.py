@@ -187,3 +187,34 @@ async def test_clients_get_the_clinics_ice_servers_first(tmp_path: Path) -> None
                 await settle(client)
     finally:
         srv.stop()
+
+
+async def test_a_second_server_cannot_take_a_busy_data_dir_or_port(
+    own_server: tuple[CircleServer, Api], tmp_path: Path
+) -> None:
+    """A second `circle serve` must refuse before start-up touches the live sessions."""
+    srv, api = own_server
+    sid = await api.create_session()
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
+    try:
+        await therapist.wait_for(lambda s: s["you"]["status"] == "admitted")
+        db = sqlite3.connect(srv.data_dir / "circle.db")
+        count = "SELECT count(*) FROM ledger_records WHERE stream = ?"
+        before = db.execute(count, (sid,)).fetchone()[0]
+        same_dir = subprocess.run(
+            [CIRCLE, "serve", "--port", "0", "--data-dir", str(srv.data_dir)],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert same_dir.returncode == 1
+        assert "another circle serve is already using" in same_dir.stderr
+        same_port = subprocess.run(
+            [CIRCLE, "serve", "--port", str(srv.port), "--data-dir", str(tmp_path / "other")],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert same_port.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{srv.port}" in same_port.stderr
+        assert db.execute(count, (sid,)).fetchone()[0] == before, "the live session untouched"
+        db.close()
+        assert (await therapist.call("hand", {"raised": True}))["ok"]
+    finally:
+        await settle(therapist)
