@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import socketio
+from pydantic import ValidationError
 
 from signaling.protocol import SERVER_EVENTS
 
@@ -61,6 +62,8 @@ class CircleClient:
         self.chats: list[dict[str, Any]] = []
         self.ended = asyncio.Event()
         self.media: MediaPeer | None = None
+        self.protocol_errors: list[str] = []
+        """Server messages that did not fit `signaling.protocol` (tests assert it stays empty)."""
         self.on_state: list[Callable[[dict[str, Any]], None]] = []
         """Called with every new `state` view, in order (e.g. to print each change)."""
         self._changed = asyncio.Condition()
@@ -149,7 +152,14 @@ class CircleClient:
     # -- server events -------------------------------------------------------------------
 
     def _handler(self, event: str) -> Callable[[Any], Any]:
+        model = SERVER_EVENTS[event]
+
         async def handle(data: Any = None) -> None:
+            try:
+                model.model_validate(data)
+            except ValidationError as exc:
+                self.protocol_errors.append(f"{event}: {exc.errors(include_input=False)[:2]}")
+                return
             if event == "signal":
                 await self._signals.put(data)
                 return

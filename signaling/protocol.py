@@ -223,16 +223,32 @@ def error(code: ErrorCode, message: str) -> dict[str, Any]:
     return {"ok": False, "error": {"code": code, "message": message}}
 
 
-# Server -> client payloads (documented shapes; the gateway builds them as dicts).
+# Server -> client payloads. The gateway builds them as dicts; the Python client validates
+# every one it receives against these models, so any test run with it checks the server's
+# output against the documented shapes.
 
 
-class SignalMessage(BaseModel):
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class StateMessage(_Message):
+    rev: int
+    session: dict[str, Any]
+    you: dict[str, Any]
+    participants: list[dict[str, Any]]
+    breakouts: dict[str, Any]
+    waiting: list[dict[str, Any]] | None = None
+    expected: list[dict[str, Any]] | None = None
+
+
+class SignalMessage(_Message):
     type: Literal["offer", "answer"]
     sdp: str
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+class ChatMessage(_Message):
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
 
     from_: str = Field(alias="from")
     name: str
@@ -241,20 +257,27 @@ class ChatMessage(BaseModel):
     at: str
 
 
-class NoticeMessage(BaseModel):
+class NoticeMessage(_Message):
     kind: str
     text: str
 
 
-class EndedMessage(BaseModel):
+class EndedMessage(_Message):
     reason: str = "ended"
 
 
-class ConfigMessage(BaseModel):
+class ConfigMessage(_Message):
     """Sent first on every connection: the ICE servers the client's media must use."""
 
     ice_servers: list[dict[str, Any]]
 
 
-SERVER_EVENTS = ("config", "state", "signal", "chat", "notice", "ended")
-"""Server -> client event names."""
+SERVER_EVENTS: dict[str, type[_Message]] = {
+    "config": ConfigMessage,
+    "state": StateMessage,
+    "signal": SignalMessage,
+    "chat": ChatMessage,
+    "notice": NoticeMessage,
+    "ended": EndedMessage,
+}
+"""Server -> client events by name, with the model each payload must fit."""

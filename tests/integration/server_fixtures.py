@@ -158,6 +158,11 @@ async def own_server(tmp_path: Path) -> AsyncIterator[tuple[CircleServer, Api]]:
 
 
 async def settle(*clients: CircleClient | None) -> None:
-    """Close clients at the end of a test without letting one failure hide another."""
-    await asyncio.gather(*(c.close() for c in clients if c is not None),
-                         return_exceptions=True)
+    """Close clients at the end of a test without letting one failure hide another.
+
+    Also checks that every message the server sent them fit the documented protocol.
+    """
+    present = [c for c in clients if c is not None]
+    await asyncio.gather(*(c.close() for c in present), return_exceptions=True)
+    errors = [e for c in present for e in c.protocol_errors]
+    assert not errors, f"server messages that do not fit signaling.protocol: {errors}"
