@@ -57,7 +57,10 @@ async def test_drop_longer_than_grace_is_a_new_arrival(api: Api) -> None:
         await therapist.wait_for(lambda s: all(p["id"] != "c1" for p in s["participants"]),
                                  timeout=GRACE_S + 5)
         await ann.rejoin()
-        await ann.wait_for(lambda s: s["you"]["status"] == "waiting")
+        again = await ann.wait_for(lambda s: s["you"]["status"] == "waiting")
+        assert again["you"]["room"] is None and again["participants"] == []
+        view = await therapist.wait_for(lambda s: [w["id"] for w in s["waiting"]] == ["c1"])
+        assert all(p["id"] != "c1" for p in view["participants"])
     finally:
         await settle(therapist, ann)
 

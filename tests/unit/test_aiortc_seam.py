@@ -18,13 +18,13 @@ from server.media import aiortc_seam
 
 
 def test_class_hooks_exist() -> None:
-    aiortc_seam.check_seam()
+    assert aiortc_seam.check_seam() is None  # raises RuntimeError naming any moved hook
 
 
 async def test_instance_hooks_exist() -> None:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
-        aiortc_seam.check_seam(pc.addTransceiver("video"))
+        assert aiortc_seam.check_seam(pc.addTransceiver("video")) is None
     finally:
         await pc.close()
 
@@ -154,9 +154,17 @@ async def test_malformed_extension_does_not_end_the_receive_loop() -> None:
         raw = bytearray(packet.serialize())
         raw[0] |= 0x10  # extension bit, then a one-byte-header extension block
         bad = bytes(raw[:12]) + bytes([0xBE, 0xDE, 0x00, 0x01, 0x20, 0x01, 0x00, 0x00])
+        sink = _Sink(0)
+        opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, payloadType=111,
+                                     channels=2)
+        aiortc_seam.register_rtp_receiver(transport, sink,
+                                          RTCRtpReceiveParameters(codecs=[opus]))
         aiortc_seam.guard_rtp_parsing(transport)
         aiortc_seam.guard_rtp_parsing(transport)  # idempotent
         await transport._handle_rtp_data(bad, arrival_time_ms=0)
+        good = RtpPacket(payload_type=111, sequence_number=2, timestamp=2, ssrc=5, payload=b"x")
+        await transport._handle_rtp_data(good.serialize(), arrival_time_ms=0)
+        assert [p.sequence_number for p in sink.rtp] == [2], "the bad one dropped, the next kept"
     finally:
         await pc.close()
 
