@@ -17,7 +17,7 @@ import click
 from aiohttp import web
 from pydantic import ValidationError
 
-from server.apikeys import ApiKeys
+from server.apikeys import ApiKey, ApiKeys
 from server.attendance.service import AttendanceService
 from server.config import Settings
 from server.crypto.keyring import KeyRing
@@ -119,6 +119,14 @@ def keys() -> None:
     """API keys for staff and integrations, and the data-key ring."""
 
 
+async def _audit_admin(ledger: Ledger, action: str, **details: Any) -> None:
+    """Admin actions are audit events, like exports: who did what, and when."""
+    await ledger.append_audit({
+        "type": action, "at": datetime.now(UTC).isoformat(),
+        "by": f"cli:{getpass.getuser()}", **details,
+    })
+
+
 @keys.command("create")
 @click.option("--role", type=click.Choice(["staff", "admin"]), required=True)
 @click.option("--name", required=True, help="Who or what uses the key (e.g. 'scheduler').")
@@ -128,15 +136,56 @@ def keys_create(role: str, name: str, data_dir: Path | None) -> None:
     settings = _settings(data_dir=data_dir)
 
     async def work() -> str:
-        db, _, _ = await _open(settings)
+        db, _, ledger = await _open(settings)
         try:
             plaintext, key = await ApiKeys(db.api_keys).create(role, name)  # type: ignore[arg-type]
+            await _audit_admin(ledger, "api_key_created", key_id=key.id, role=role)
         finally:
             await db.close()
         click.echo(f"created {role} key {key.id} for {name!r}; it is shown only now:", err=True)
         return plaintext
 
     click.echo(_run(work))
+
+
+@keys.command("list")
+@data_dir_option
+def keys_list(data_dir: Path | None) -> None:
+    """List API keys (id, role, name, created, revoked); secrets are never shown."""
+    settings = _settings(data_dir=data_dir)
+
+    async def work() -> list[ApiKey]:
+        db, _, _ = await _open(settings)
+        try:
+            return await ApiKeys(db.api_keys).list()
+        finally:
+            await db.close()
+
+    for key in _run(work):
+        revoked = key.revoked_at.isoformat() if key.revoked_at else "active"
+        click.echo(f"{key.id}\t{key.role}\t{key.name}\t{key.created_at.isoformat()}\t{revoked}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@data_dir_option
+def keys_revoke(key_id: str, data_dir: Path | None) -> None:
+    """Revoke an API key at once (e.g. a leaked scheduler key); it cannot be undone."""
+    settings = _settings(data_dir=data_dir)
+
+    async def work() -> bool:
+        db, _, ledger = await _open(settings)
+        try:
+            revoked = await ApiKeys(db.api_keys).revoke(key_id)
+            if revoked:
+                await _audit_admin(ledger, "api_key_revoked", key_id=key_id)
+            return revoked
+        finally:
+            await db.close()
+
+    if not _run(work):
+        raise click.ClickException(f"no active API key {key_id!r}")
+    click.echo(f"revoked {key_id}")
 
 
 @keys.command("rotate-data-key")

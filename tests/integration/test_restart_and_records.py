@@ -160,7 +160,7 @@ async def test_attendance_export_over_http_and_cli_is_audited(
 
     db = sqlite3.connect(srv.data_dir / "circle.db")
     audits = db.execute("SELECT count(*) FROM ledger_records WHERE stream = 'audit'").fetchone()
-    assert audits[0] == 3, "each export (2 over HTTP, 1 by CLI) is recorded"
+    assert audits[0] == 4, "the key's creation and each export (2 over HTTP, 1 by CLI)"
     db.execute("UPDATE ledger_records SET ciphertext = zeroblob(length(ciphertext)) "
                "WHERE stream = ? AND seq = 3", (sid,))
     db.commit()
@@ -221,3 +221,34 @@ async def test_a_second_server_cannot_take_a_busy_data_dir_or_port(
         assert (await therapist.call("hand", {"raised": True}))["ok"]
     finally:
         await settle(therapist)
+
+
+async def test_api_keys_are_listed_and_revoked_at_once_and_audited(
+    own_server: tuple[CircleServer, Api],
+) -> None:
+    srv, api = own_server
+    second = srv.create_key(name="scheduler")
+    key_id = second.split("_")[1]
+    headers = {"Authorization": f"Bearer {second}"}
+    status, _ = await api.request("GET", "/api/v1/sessions/s_none", headers=headers)
+    assert status == 404, "the new key works"
+    data_dir = ["--data-dir", str(srv.data_dir)]
+    listed = subprocess.run([CIRCLE, "keys", "list", *data_dir], capture_output=True,
+                            text=True, check=True).stdout
+    assert f"{key_id}\tstaff\tscheduler" in listed and second not in listed
+    done = subprocess.run([CIRCLE, "keys", "revoke", key_id, *data_dir],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and f"revoked {key_id}" in done.stdout
+    status, body = await api.request("GET", "/api/v1/sessions/s_none", headers=headers)
+    assert (status, body["error"]["code"]) == (401, "unauthorized"), "revoked at once"
+    again = subprocess.run([CIRCLE, "keys", "revoke", key_id, *data_dir],
+                           capture_output=True, text=True)
+    assert again.returncode == 1 and "no active API key" in again.stderr
+    status, _ = await api.request("GET", "/api/v1/sessions/s_none")
+    assert status == 404, "the other key still works"
+    db = sqlite3.connect(srv.data_dir / "circle.db")
+    audits = db.execute("SELECT count(*) FROM ledger_records WHERE stream = 'audit'").fetchone()
+    db.close()
+    assert audits[0] == 3, "two keys created and one revoked are audit events"
+    verified = subprocess.run([CIRCLE, "verify", *data_dir], capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stderr
