@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from signaling import breakouts
 from signaling import commands as c
@@ -50,6 +50,13 @@ def _decide(
         case c.CreateSession():
             if info is not None:
                 return Rejected("conflict", "session already exists")
+            ends_at = command.starts_at + timedelta(minutes=command.minutes)
+            if ends_at <= now:
+                return Rejected(
+                    "invalid",
+                    f"starts_at: this session would end at {_utc(ends_at)}, which has passed "
+                    f"(the server's time is {_utc(now)}); schedule it for a time to come",
+                )
             return [
                 e.SessionCreated(
                     at=now,
@@ -65,7 +72,7 @@ def _decide(
             ]
         case c.IssueInvite():
             if state.ended:
-                return Rejected("conflict", "session has ended")
+                return Rejected("conflict", ended_reason(state))
             if command.participant_id in state.invitees:
                 known = state.invitees[command.participant_id]
                 if known.role != command.role:
@@ -166,7 +173,7 @@ def _decide(
             ]
         case _ if isinstance(command, _BREAKOUT_COMMANDS):
             if state.ended:
-                return Rejected("conflict", "the session has ended")
+                return Rejected("conflict", ended_reason(state))
             return breakouts.decide(state, command, actor, now)
     return Rejected("invalid", "unknown command")
 
@@ -199,7 +206,7 @@ def _connect(state: SessionState, command: c.Connect, now: datetime) -> list[e.E
     if command.token_id in state.revoked_tokens:
         return Rejected("forbidden", "this invitation was revoked")
     if state.ended:
-        return Rejected("conflict", "the session has ended")
+        return Rejected("conflict", ended_reason(state))
     me = state.participants.get(command.participant_id)
     if me is not None:
         if me.status == "removed":
@@ -251,6 +258,28 @@ def next_deadline(state: SessionState) -> datetime | None:
     if breakout_timer is not None:
         times.append(breakout_timer)
     return min(times, default=None)
+
+
+def ended_reason(state: SessionState) -> str:
+    """Which session ended, when and why: what staff and clients read on a refusal."""
+    assert state.info is not None and state.ended_at is not None
+    info = state.info
+    scheduled_end = info.starts_at + timedelta(minutes=info.minutes)
+    why = (
+        f"the server closed it: nobody was connected {_hours(ABANDONED_AFTER)} after its "
+        f"scheduled end at {_utc(scheduled_end)}"
+        if state.ended_by_server
+        else "the therapist ended it"
+    )
+    return f"session {info.id} ended at {_utc(state.ended_at)} ({why})"
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g} hours"
 
 
 def _abandon_at(info: SessionInfo) -> datetime:
@@ -338,6 +367,7 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
                                          disconnected_at=None, hand=False,
                                          breakout_role=None)
             return replace(state, participants=parts, ended=True, ended_at=event.at,
+                           ended_by_server=event.by is None,
                            breakouts=Breakouts(saved=state.breakouts.saved))
         case e.MediaPublished():
             publisher = parts.get(event.participant_id)

@@ -140,6 +140,8 @@ class SessionState:
     locked: bool = False
     ended: bool = False
     ended_at: datetime | None = None
+    ended_by_server: bool = False
+    """True when the server closed the session as abandoned, not a therapist."""
     invitees: Mapping[str, Invitee] = field(default_factory=dict)
     revoked_tokens: frozenset[str] = frozenset()
     participants: Mapping[str, Participant] = field(default_factory=dict)

@@ -18,6 +18,25 @@ def test_create_session_twice_is_a_conflict() -> None:
     assert s.refused(STAFF, again).code == "conflict"
 
 
+def test_a_session_whose_end_has_passed_is_refused_at_creation() -> None:
+    s = Session()
+    s.now = T0 + timedelta(minutes=90)
+    stale = c.CreateSession("s1", "x", "group", "IOP", T0, 90, 60)
+    refused = s.refused(STAFF, stale)
+    assert refused.code == "invalid"
+    assert refused.message == (
+        "starts_at: this session would end at 2026-11-02T16:30:00Z, which has passed "
+        "(the server's time is 2026-11-02T16:30:00Z); schedule it for a time to come"
+    )
+
+
+def test_a_session_that_started_but_has_not_ended_is_accepted() -> None:
+    s = Session()
+    s.now = T0 + timedelta(minutes=89)
+    s.ok(STAFF, c.CreateSession("s1", "x", "group", "IOP", T0, 90, 60))
+    assert s.state.exists and not s.state.ended
+
+
 def test_commands_on_unknown_session_are_not_found() -> None:
     s = Session()
     assert s.refused(therapist(), c.Connect("t1", "T", "therapist", "x")).code == "not_found"
@@ -162,8 +181,12 @@ def test_end_tells_everyone_and_refuses_later_joins() -> None:
     s.at(60).ok(therapist(), c.End())
     assert s.state.ended and s.state.ended_at == T0 + timedelta(minutes=60)
     assert {p.status for p in s.state.participants.values()} == {"left"}
-    assert s.refused(client("c3"), c.Connect("c3", "X", "client", "j")).code == "conflict"
+    late = s.refused(client("c3"), c.Connect("c3", "X", "client", "j"))
+    assert late.code == "conflict"
+    assert late.message == "session s1 ended at 2026-11-02T16:00:00Z (the therapist ended it)"
     assert s.refused(client("c1"), c.Connect("c1", "X", "client", "tok-c1")).code == "conflict"
+    invite = s.refused(STAFF, c.IssueInvite("c4", "Dee Ray", "client", "j4", T0))
+    assert invite.message == late.message
 
 
 def test_short_drop_keeps_place_and_room() -> None:
@@ -282,6 +305,12 @@ def test_abandoned_session_is_closed_by_the_server() -> None:
     events = s.ok(c.SYSTEM, c.Tick())
     assert isinstance(events[-1], e.SessionEnded) and events[-1].by is None
     assert next_deadline(s.state) is None
+    invite = s.refused(STAFF, c.IssueInvite("c1", "Ann Lee", "client", "j1", end))
+    assert invite.code == "conflict"
+    assert invite.message == (
+        "session s1 ended at 2026-11-02T20:30:00Z (the server closed it: nobody was connected "
+        "4 hours after its scheduled end at 2026-11-02T16:30:00Z)"
+    )
 
 
 def test_individual_session_behaves_the_same() -> None:
