@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import socketio
@@ -79,8 +79,12 @@ async def _start(
     db = await open_database(settings.db_url)
     ledger = Ledger(db.ledger, keyring)
     metrics = Metrics()
-    hub = SessionHub(ledger, clock=lambda: datetime.now(UTC))
-    tokens = JoinTokenService(keyring.token_private_key, keyring.token_public_key)
+    clock = settings.clock
+    if clock.offset:
+        log.warning("the server's clock is moved by %s (CIRCLE_CLOCK_OFFSET_S): for tests only",
+                    clock.offset)
+    hub = SessionHub(ledger, clock=clock)
+    tokens = JoinTokenService(keyring.token_private_key, keyring.token_public_key, clock=clock)
     gateway = Gateway(
         sio,
         hub,
@@ -89,6 +93,7 @@ async def _start(
         pseudonym=keyring.pseudonym,
         on_event=metrics.event_handled,
         client_config={"ice_servers": settings.ice_servers},
+        clock=clock,
     )
     relay = _start_relay(settings, gateway) if settings.media else None
     if relay is not None:
@@ -101,11 +106,12 @@ async def _start(
         hub=hub,
         gateway=gateway,
         tokens=tokens,
-        api_keys=ApiKeys(db.api_keys),
+        api_keys=ApiKeys(db.api_keys, now=clock),
         attendance=AttendanceService(ledger.load, db.sessions.sessions_between, settings.zone),
         metrics=metrics,
+        clock=clock,
     )
-    today = datetime.now(settings.zone).date()
+    today = clock().astimezone(settings.zone).date()
     recent = await db.sessions.sessions_between(today - RECOVERY_WINDOW, today + RECOVERY_WINDOW)
     recovered = await hub.recover(recent)
     if recovered:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import getpass
+import json
 import logging
+import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -26,6 +28,9 @@ from server.ledger import Ledger
 from server.storage.database import Database, open_database
 
 T = TypeVar("T")
+
+SERVE_LOCK = "serve.lock"
+"""In the data dir: locked by the running `circle serve`, holding its pid and address."""
 
 SHUTDOWN_TIMEOUT_S = 3.0
 """On SIGTERM, open sockets get this long; clients then reconnect to the restarted server."""
@@ -65,7 +70,8 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port to bind (default 8080).")
+@click.option("--port", type=int, default=None,
+              help="Port to bind (default 8080; 0 picks a free one, written to serve.lock).")
 @data_dir_option
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Run the whole server on this box (HTTP API, signaling, media relay, ledger)."""
@@ -88,9 +94,12 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
         raise click.ClickException(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
         ) from None
+    port = int(sock.getsockname()[1])
+    settings = settings.model_copy(update={"port": port})  # join links name the real port
+    _record_address(lock, f"http://{settings.host}:{port}")
     log.info(
         "listening on http://%s:%d (data dir %s, %s)",
-        settings.host, settings.port, settings.data_dir.resolve(),
+        settings.host, port, settings.data_dir.resolve(),
         "PostgreSQL" if settings.db_url.startswith("postgresql") else "SQLite",
     )
     try:
@@ -103,7 +112,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
 def _lock_data_dir(data_dir: Path) -> IO[str]:
     """An exclusive lock on the data dir for this process's lifetime (released at exit)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / "serve.lock").open("a")
+    handle = (data_dir / SERVE_LOCK).open("a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -114,15 +123,27 @@ def _lock_data_dir(data_dir: Path) -> IO[str]:
     return handle
 
 
+def _record_address(lock: IO[str], url: str) -> None:
+    """Write who holds the data dir and where it listens into the lock file.
+
+    With `--port 0` the kernel picks a free port; a supervisor or test harness reads it
+    here (`{"pid": ..., "url": ...}`) instead of guessing a free port and racing for it.
+    """
+    lock.seek(0)
+    lock.truncate()
+    lock.write(json.dumps({"pid": os.getpid(), "url": url}) + "\n")
+    lock.flush()
+
+
 @main.group()
 def keys() -> None:
     """API keys for staff and integrations, and the data-key ring."""
 
 
-async def _audit_admin(ledger: Ledger, action: str, **details: Any) -> None:
+async def _audit_admin(settings: Settings, ledger: Ledger, action: str, **details: Any) -> None:
     """Admin actions are audit events, like exports: who did what, and when."""
     await ledger.append_audit({
-        "type": action, "at": datetime.now(UTC).isoformat(),
+        "type": action, "at": settings.clock().isoformat(),
         "by": f"cli:{getpass.getuser()}", **details,
     })
 
@@ -138,8 +159,8 @@ def keys_create(role: str, name: str, data_dir: Path | None) -> None:
     async def work() -> str:
         db, _, ledger = await _open(settings)
         try:
-            plaintext, key = await ApiKeys(db.api_keys).create(role, name)  # type: ignore[arg-type]
-            await _audit_admin(ledger, "api_key_created", key_id=key.id, role=role)
+            plaintext, key = await ApiKeys(db.api_keys, now=settings.clock).create(role, name)  # type: ignore[arg-type]
+            await _audit_admin(settings, ledger, "api_key_created", key_id=key.id, role=role)
         finally:
             await db.close()
         click.echo(f"created {role} key {key.id} for {name!r}; it is shown only now:", err=True)
@@ -176,9 +197,9 @@ def keys_revoke(key_id: str, data_dir: Path | None) -> None:
     async def work() -> bool:
         db, _, ledger = await _open(settings)
         try:
-            revoked = await ApiKeys(db.api_keys).revoke(key_id)
+            revoked = await ApiKeys(db.api_keys, now=settings.clock).revoke(key_id)
             if revoked:
-                await _audit_admin(ledger, "api_key_revoked", key_id=key_id)
+                await _audit_admin(settings, ledger, "api_key_revoked", key_id=key_id)
             return revoked
         finally:
             await db.close()
@@ -229,7 +250,7 @@ def export(from_date: date, to_date: date, session_id: str | None, participant_i
             click.echo("reading the ledger…", err=True)
             result = await export_attendance(
                 service, ledger, request, requested_by=f"cli:{getpass.getuser()}",
-                channel="cli", now=datetime.now(UTC),
+                channel="cli", now=settings.clock(),
             )
         finally:
             await db.close()

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from server.clock import WallClock
+
 
 class Settings(BaseSettings):
     """Everything the server reads at start (see deploy/circle.env.example)."""
@@ -43,6 +45,9 @@ class Settings(BaseSettings):
     when bound to loopback, otherwise none but what TURN relays."""
     events_per_second: float = 20.0
     events_burst: float = 40.0
+    clock_offset_s: float = Field(0.0, ge=-10 * 366 * 86400, le=10 * 366 * 86400)
+    """Seconds added to the machine's clock: for testing a schedule a year ahead or behind.
+    Leave at 0 in production (the server logs a warning when it is not)."""
 
     @field_validator("ice_servers", mode="before")
     @classmethod
@@ -80,6 +85,10 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def clock(self) -> WallClock:
+        return WallClock(self.clock_offset_s)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -275,7 +275,7 @@ async def attendance(request: web.Request) -> web.Response:
     key: ApiKey = request[API_KEY]
     result = await export_attendance(
         services.attendance, services.ledger, export,
-        requested_by=f"api_key:{key.id}", channel="http", now=datetime.now(UTC),
+        requested_by=f"api_key:{key.id}", channel="http", now=services.clock(),
     )
     services.metrics.exports.labels(export.format).inc()
     return web.Response(

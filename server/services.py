@@ -10,6 +10,7 @@ from sqlalchemy import text
 from server.apikeys import ApiKeys
 from server.attendance.service import AttendanceService
 from server.auth.tokens import JoinTokenService
+from server.clock import Clock
 from server.config import Settings
 from server.crypto.keyring import KeyRing
 from server.ledger import Ledger
@@ -33,6 +34,8 @@ class Services:
     api_keys: ApiKeys
     attendance: AttendanceService
     metrics: Metrics
+    clock: Clock
+    """The server's wall clock (see server.clock): every "now" a handler needs."""
 
     async def database_ok(self) -> bool:
         try:

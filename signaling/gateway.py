@@ -100,6 +100,7 @@ class Gateway:
         pseudonym: Callable[[str], str] = lambda value: "?",
         on_event: Callable[[str, str], None] = lambda event, outcome: None,
         client_config: dict[str, Any] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._sio = sio
         self._hub = hub
@@ -109,6 +110,7 @@ class Gateway:
         self._pseudonym = pseudonym
         self._on_event = on_event
         self._client_config = client_config or {"ice_servers": []}
+        self._clock = clock
         self._conns: dict[str, _Connection] = {}
         self._by_participant: dict[tuple[str, str], str] = {}
         self._plans: dict[str, MediaPlan] = {}
@@ -260,7 +262,7 @@ class Gateway:
         sender = state.participants.get(conn.participant_id)
         if sender is None or sender.room is None:
             return
-        at = datetime.now(UTC).isoformat()
+        at = self._clock().isoformat()
         for p in state.admitted():
             if p.room != sender.room:
                 continue
@@ -315,7 +317,8 @@ class Gateway:
         if comparable == conn.last_view:
             return
         conn.last_view = comparable
-        await self._emit(conn.sid, "state", view)
+        # The sender's clock, so a browser with a wrong clock still counts breakout time right.
+        await self._emit(conn.sid, "state", {**view, "server_time": self._clock().isoformat()})
 
     async def _update_media(self, session_id: str, state: SessionState) -> None:
         if self._relay is None or state.info is None:

@@ -8,6 +8,7 @@ an `invalid` error before it reaches the core.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -240,6 +241,8 @@ class StateMessage(_Message):
     breakouts: dict[str, Any]
     waiting: list[dict[str, Any]] | None = None
     expected: list[dict[str, Any]] | None = None
+    server_time: datetime
+    """When the server sent this view, by its clock: receivers count breakout time from it."""
 
 
 class SignalMessage(_Message):

@@ -3,6 +3,8 @@
 Signed with the key ring's Ed25519 token key, so a token cannot be forged or altered, and
 verified at Socket.IO connect. The claims are the v1 contract's: sub, name, role, sid, exp
 (plus jti, so one invite can be revoked, and aud, so no other JWT of ours is accepted).
+Expiry is checked against the server's clock (`server.clock`), not PyJWT's own reading of
+the machine's time, so a server with a moved clock judges its own tokens consistently.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -17,11 +20,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from server.clock import Clock
 from signaling.gateway import JoinClaims, TokenRejected
 from signaling.model import Role
 
 AUDIENCE = "circle-join"
 LEEWAY_S = 5
+INVALID = "this join link is not valid"
+EXPIRED = "this join link has expired; ask the clinic for a new one"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -34,9 +44,15 @@ class IssuedToken:
 class JoinTokenService:
     """Issues and verifies join tokens (implements `signaling.gateway.JoinTokens`)."""
 
-    def __init__(self, private_key: Ed25519PrivateKey, public_key: Ed25519PublicKey) -> None:
+    def __init__(
+        self,
+        private_key: Ed25519PrivateKey,
+        public_key: Ed25519PublicKey,
+        clock: Clock = _utc_now,
+    ) -> None:
         self._private = private_key
         self._public = public_key
+        self._clock = clock
 
     def issue(
         self,
@@ -48,7 +64,7 @@ class JoinTokenService:
         ttl_s: int,
         now: datetime | None = None,
     ) -> IssuedToken:
-        issued = (now or datetime.now(UTC)).replace(microsecond=0)
+        issued = (now or self._clock()).replace(microsecond=0)
         expires = issued + timedelta(seconds=ttl_s)
         token_id = secrets.token_urlsafe(12)
         claims = {
@@ -71,18 +87,20 @@ class JoinTokenService:
                 self._public,
                 algorithms=["EdDSA"],
                 audience=AUDIENCE,
-                leeway=LEEWAY_S,
-                options={"require": ["sub", "name", "role", "sid", "jti", "exp", "aud"]},
+                options={
+                    "require": ["sub", "name", "role", "sid", "jti", "exp", "aud"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
-        except jwt.ExpiredSignatureError:
-            expired = "this join link has expired; ask the clinic for a new one"
-            raise TokenRejected(expired) from None
         except jwt.PyJWTError:
-            raise TokenRejected("this join link is not valid") from None
+            raise TokenRejected(INVALID) from None
+        self._check_times(claims)
         role = claims["role"]
         fields = (claims["sub"], claims["name"], claims["sid"], claims["jti"])
         if role not in ("client", "therapist") or not all(isinstance(f, str) for f in fields):
-            raise TokenRejected("this join link is not valid")
+            raise TokenRejected(INVALID)
         return JoinClaims(
             participant_id=claims["sub"],
             name=claims["name"],
@@ -90,3 +108,16 @@ class JoinTokenService:
             session_id=claims["sid"],
             token_id=claims["jti"],
         )
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """PyJWT's exp/iat/nbf rules, judged by the server's clock."""
+        now = self._clock().timestamp()
+        try:
+            expires = float(claims["exp"])
+            not_before = max(float(claims.get("iat", 0)), float(claims.get("nbf", 0)))
+        except (TypeError, ValueError):
+            raise TokenRejected(INVALID) from None
+        if expires <= now - LEEWAY_S:
+            raise TokenRejected(EXPIRED)
+        if not_before > now + LEEWAY_S:
+            raise TokenRejected(INVALID)

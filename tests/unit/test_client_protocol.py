@@ -12,7 +12,7 @@ async def test_a_message_that_does_not_fit_is_recorded_and_not_applied() -> None
     assert client.state is None
     assert client.protocol_errors and client.protocol_errors[0].startswith("state:")
     good = {"rev": 3, "session": {}, "you": {"status": "waiting"}, "participants": [],
-            "breakouts": {"open": False}}
+            "breakouts": {"open": False}, "server_time": "2026-11-02T15:00:00+00:00"}
     await state(good)
     assert client.state == good and len(client.protocol_errors) == 1
     await client.sio.handlers["/"]["notice"]({"kind": "help", "text": "x", "room": "r1"})

@@ -9,6 +9,7 @@ import { addChat } from "./chat";
 import { onNotice } from "./notices";
 import { endScreen } from "./screens/ended";
 import { render, show } from "./screens/router";
+import { syncServerClock } from "./serverClock";
 import { app, state, ui } from "./state";
 import { toast } from "./toast";
 import type { ChatMessage, Notice, View } from "./types";
@@ -42,8 +43,10 @@ export function join(): void {
   });
   s.on("connect_error", (err: Error & { data?: { code?: string } }) => {
     const code = err.data?.code;
-    if (code === "conflict") {
+    if (code === "conflict" && /locked/i.test(err.message)) {
       endScreen("The session is locked", err.message || "The therapist has locked this session.", "locked");
+    } else if (code === "conflict") {
+      endScreen("This session cannot be joined", err.message || "Ask the clinic for a new link.", "refused");
     } else if (code) {
       endScreen("This link cannot be used", err.message || "Ask the clinic for a new link.", "refused");
     } else if (state.connectedOnce) {
@@ -54,6 +57,7 @@ export function join(): void {
   });
   s.on("state", (data: View) => {
     if (state.view && data.rev < state.view.rev) return;
+    syncServerClock(data.server_time);
     state.view = data;
     render();
   });

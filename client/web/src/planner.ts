@@ -2,6 +2,7 @@
 
 import { append, clear, duration, h, setText } from "./dom";
 import type { Ack } from "./media";
+import { serverNow } from "./serverClock";
 import { ROLES, type PeerView, type PlanRoomWire, type View } from "./types";
 
 type Emit = (event: string, data: unknown) => Promise<Ack>;
@@ -216,9 +217,9 @@ export class Planner {
 }
 
 export function countdownText(endsAt: string | null, closingAt: string | null): string {
-  if (closingAt) return `Rooms close in ${duration(Date.parse(closingAt) - Date.now())}`;
+  if (closingAt) return `Rooms close in ${duration(Date.parse(closingAt) - serverNow())}`;
   if (!endsAt) return "Breakouts are open.";
-  return `Ends in ${duration(Date.parse(endsAt) - Date.now())}`;
+  return `Ends in ${duration(Date.parse(endsAt) - serverNow())}`;
 }
 
 export function cap(word: string): string {

@@ -71,6 +71,8 @@ export interface View {
   waiting?: WaitingView[];
   expected?: { id: string; name: string; role: Role }[];
   breakouts?: BreakoutsView;
+  /** When the server sent this view, by its clock (see serverClock.ts). */
+  server_time?: string;
 }
 
 export interface Notice {

@@ -6,6 +6,7 @@ import { clear, duration, h, setText, syncList } from "../dom";
 import { emit } from "../connection";
 import { Planner, labelled, selectOf } from "../planner";
 import { section } from "../screens/session";
+import { serverNow } from "../serverClock";
 import { state, ui } from "../state";
 import { toast } from "../toast";
 import { twoStep } from "../twoStep";
@@ -105,7 +106,7 @@ function updateWaitingRow(el: HTMLElement, w: WaitingView): void {
 
 function setWaitTime(el: HTMLElement): void {
   const since = el.dataset.since ? Date.parse(el.dataset.since) : NaN;
-  setText(el.querySelector(".since")!, Number.isNaN(since) ? "" : `waiting ${duration(Date.now() - since)}`);
+  setText(el.querySelector(".since")!, Number.isNaN(since) ? "" : `waiting ${duration(serverNow() - since)}`);
 }
 
 function createPersonRow(_p: PeerView): HTMLElement {
