@@ -203,6 +203,18 @@ ensure_postgres() {
 }
 
 # ---------------------------------------------------------------------------- Chromium
+# curl: the README walk-through (tests/integration/test_readme_walkthrough.py) runs with it.
+ensure_curl() {
+    command -v curl >/dev/null 2>&1 || svc_apt_install curl ca-certificates || true
+    if command -v curl >/dev/null 2>&1; then
+        SVC_SUMMARY+=("curl:     $(command -v curl)")
+    else
+        svc_loud "NO CURL and it could not be installed." \
+                 "The README walk-through test will be SKIPPED (and fail under CI=true)."
+        SVC_SUMMARY+=("curl:     MISSING")
+    fi
+}
+
 ensure_chromium() {
     if [[ -n "${CIRCLE_TEST_CHROMIUM:-}" ]]; then
         SVC_SUMMARY+=("chromium: $CIRCLE_TEST_CHROMIUM (given)"); return 0

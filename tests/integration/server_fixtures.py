@@ -3,44 +3,74 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 
 from client.participant import CircleClient, MediaOptions
 
+from .clock import iso, now
+
 CIRCLE = str(Path(sys.executable).with_name("circle"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+START_TIMEOUT_S = 30.0
+
+
+def wait_for_address(process: subprocess.Popen[bytes], data_dir: Path) -> int:
+    """The port `process` listens on, once it has written it to its `serve.lock`.
+
+    The socket is listening by then: connections wait in its backlog until start-up ends.
+    """
+    lock = data_dir / "serve.lock"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"circle serve exited with {process.returncode}")
+        try:
+            held = json.loads(lock.read_text())
+        except (OSError, ValueError):
+            held = {}
+        if held.get("pid") == process.pid:
+            return int(held["url"].rsplit(":", 1)[1])
+        time.sleep(0.02)  # polling a file the server writes once; not a race on timing
+    raise RuntimeError(f"circle serve did not start listening in {START_TIMEOUT_S:g} s")
 
 
 @dataclass
 class CircleServer:
-    """One server process; `kill` is SIGKILL (no clean-up), `start` again reuses its data."""
+    """One server process; `kill` is SIGKILL (no clean-up), `start` again reuses its data.
+
+    The first start binds port 0 and reads the port the kernel chose from the data dir's
+    `serve.lock`; a restart binds that same port again, as a restarted server would.
+    """
 
     data_dir: Path
-    port: int = field(default_factory=free_port)
+    port: int = 0
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     api_key: str = ""
 
     @property
     def url(self) -> str:
+        assert self.port, "the server has not started yet"
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / "serve.log"
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, "CIRCLE_LOG_LEVEL": "INFO", **self.env}
@@ -54,21 +84,12 @@ class CircleServer:
         return out.stdout.decode().strip()
 
     def start(self) -> None:
-        log = open(self.data_dir.parent / f"serve-{self.port}.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [CIRCLE, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-            stdout=log, stderr=subprocess.STDOUT, env=self._env(),
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"circle serve exited with {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("circle serve did not start listening in 30 s")
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [CIRCLE, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+                stdout=log, stderr=subprocess.STDOUT, env=self._env(),
+            )
+        self.port = wait_for_address(self.process, self.data_dir)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -84,7 +105,7 @@ class CircleServer:
                 self.kill()
 
     def log_text(self) -> str:
-        return (self.data_dir.parent / f"serve-{self.port}.log").read_text(errors="replace")
+        return self.log_path.read_text(errors="replace")
 
 
 class Api:
@@ -94,6 +115,7 @@ class Api:
         self.server = server
         self.http = http
         self.headers = {"Authorization": f"Bearer {server.api_key}"}
+        self.service_dates: dict[str, date] = {}
 
     async def request(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
         async with self.http.request(method, self.server.url + path,
@@ -103,11 +125,22 @@ class Api:
             return r.status, await r.text()
 
     async def create_session(self, **overrides: Any) -> str:
+        """A session that started a minute ago by the servers' clock (see tests.clock)."""
         body = {"title": "Tuesday DBT skills group", "kind": "group", "program": "IOP",
-                "starts_at": "2026-11-25T15:00:00Z", "minutes": 90, **overrides}
+                "starts_at": iso(now() - timedelta(minutes=1)), "minutes": 90, **overrides}
         status, data = await self.request("POST", "/api/v1/sessions", json=body)
         assert status == 201, data
+        self.service_dates[data["id"]] = datetime.fromisoformat(data["starts_at"]).date()
         return str(data["id"])
+
+    def service_date(self, session_id: str) -> str:
+        """The date a session created here is billed on (test servers run in UTC)."""
+        return self.service_dates[session_id].isoformat()
+
+    def attendance_query(self, day_of: str, **params: str) -> str:
+        """`/api/v1/attendance` for the service date of session `day_of`, plus `params`."""
+        day = self.service_date(day_of)
+        return f"/api/v1/attendance?{urlencode({'from': day, 'to': day, **params})}"
 
     async def invite(self, session_id: str, pid: str, name: str, role: str = "client",
                      **extra: Any) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -11,6 +11,7 @@ from client.participant import CircleClient, JoinRefused
 from server.auth.tokens import JoinTokenService
 from server.crypto.keyring import KeyRing
 
+from .clock import now
 from .server_fixtures import Api, settle
 
 pytestmark = pytest.mark.integration
@@ -86,15 +87,15 @@ async def test_bad_tokens_are_refused_at_connect_with_a_reason(api: Api) -> None
         assert refused.value.code in ("invalid", "forbidden") and refused.value.message
 
     keyring = KeyRing.load_or_create(api.server.data_dir / "keys.json")
-    tokens = JoinTokenService(keyring.token_private_key, keyring.token_public_key)
+    tokens = JoinTokenService(keyring.token_private_key, keyring.token_public_key, clock=now)
     expired = tokens.issue(session_id=sid, participant_id="c1", name="Ann", role="client",
-                           ttl_s=60, now=datetime.now(UTC) - timedelta(hours=2))
+                           ttl_s=60, now=now() - timedelta(hours=2))
     with pytest.raises(JoinRefused) as late:
         await CircleClient(api.server.url, expired.token).connect()
     assert late.value.code == "forbidden" and "expired" in late.value.message
 
     forged = KeyRing.load_or_create(api.server.data_dir.parent / "other-keys.json")
-    other = JoinTokenService(forged.token_private_key, forged.token_public_key)
+    other = JoinTokenService(forged.token_private_key, forged.token_public_key, clock=now)
     fake = other.issue(session_id=sid, participant_id="t9", name="Mallory", role="therapist",
                        ttl_s=600)
     with pytest.raises(JoinRefused) as bad_signature:
@@ -128,7 +129,7 @@ async def test_http_errors_are_structured(api: Api) -> None:
         ("POST", "/api/v1/sessions", {"data": "{not json"}, 400, "invalid"),
         ("POST", "/api/v1/sessions", {"json": {"title": "x"}}, 400, "invalid"),
         ("POST", "/api/v1/sessions", {"json": {"title": "x", "kind": "group", "program": "IOP",
-                                               "starts_at": "2026-11-25T15:00:00",
+                                               "starts_at": now().strftime("%Y-%m-%dT%H:%M:%S"),
                                                "minutes": 60}}, 400, "invalid"),
         ("POST", "/api/v1/sessions", {"data": "x" * 100_000}, 413, "invalid"),
         ("GET", "/api/v1/sessions/s_unknown", {}, 404, "not_found"),

@@ -91,7 +91,7 @@ async def test_open_move_visit_rotate_extend_and_close(api: Api) -> None:
     finally:
         await settle(therapist, *clients.values())
     status, data = await api.request(
-        "GET", f"/api/v1/attendance?from=2026-11-01&to=2026-11-30&session={sid}&format=json")
+        "GET", api.attendance_query(sid, session=sid, format="json"))
     assert status == 200
     rows = {r["participant_id"]: r for r in data["rows"]}
     assert rows["c2"]["breakout_rooms"] == ["Sister", "Boss"]

@@ -61,7 +61,7 @@ async def test_three_participants_see_and_hear_each_other(api: Api) -> None:
     finally:
         await settle(therapist, ann, bob)
     status, data = await api.request(
-        "GET", f"/api/v1/attendance?from=2026-11-01&to=2026-11-30&session={sid}&format=json"
+        "GET", api.attendance_query(sid, session=sid, format="json")
     )
     assert status == 200
     assert {r["participant_id"]: r["modality"] for r in data["rows"]} == {
@@ -100,7 +100,7 @@ async def test_audio_only_client_is_recorded_as_audio_only(api: Api) -> None:
     finally:
         await settle(therapist, ann)
     status, data = await api.request(
-        "GET", f"/api/v1/attendance?from=2026-11-01&to=2026-11-30&session={sid}&format=json"
+        "GET", api.attendance_query(sid, session=sid, format="json")
     )
     assert status == 200
     modality = {r["participant_id"]: r["modality"] for r in data["rows"]}

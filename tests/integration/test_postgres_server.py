@@ -67,7 +67,7 @@ async def test_server_on_postgres_survives_sigkill(pg_database: str, tmp_path: P
             finally:
                 await settle(back)
             status, body = await api.request(
-                "GET", f"/api/v1/attendance?from=2026-11-01&to=2026-11-30&session={sid}")
+                "GET", api.attendance_query(sid, session=sid))
             assert status == 200 and "Ann Lee" in body
     finally:
         srv.stop()

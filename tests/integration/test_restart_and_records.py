@@ -111,7 +111,8 @@ async def test_attendance_export_over_http_and_cli_is_audited(
     own_server: tuple[CircleServer, Api],
 ) -> None:
     srv, api = own_server
-    sid = await api.create_session(starts_at="2026-11-25T15:00:00Z")
+    sid = await api.create_session()
+    day = api.service_date(sid)
     await api.invite(sid, "c3", "Cal Diaz")
     therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
     ann = await api.join(sid, "c1", "Ann Lee")
@@ -124,7 +125,7 @@ async def test_attendance_export_over_http_and_cli_is_audited(
     await settle(therapist, ann, bob)
 
     status, body = await api.request(
-        "GET", f"/api/v1/attendance?from=2026-11-25&to=2026-11-25&session={sid}&format=csv"
+        "GET", api.attendance_query(sid, session=sid, format="csv")
     )
     assert status == 200
     rows = {r["participant_id"]: r for r in csv.DictReader(io.StringIO(body))}
@@ -139,14 +140,14 @@ async def test_attendance_export_over_http_and_cli_is_audited(
     assert len(rows["c1"]["minutes_present"].split(".")[1]) == 2
 
     status, one = await api.request(
-        "GET", "/api/v1/attendance?from=2026-11-25&to=2026-11-25&participant=c1&format=json"
+        "GET", api.attendance_query(sid, participant="c1", format="json")
     )
     assert status == 200 and [r["participant_id"] for r in one["rows"]] == ["c1"]
     assert "42 CFR part 2" in one["notice"]
 
     out = srv.data_dir.parent / "export.json"
     done = subprocess.run(
-        [CIRCLE, "export", "--from", "2026-11-25", "--to", "2026-11-25", "--session", sid,
+        [CIRCLE, "export", "--from", day, "--to", day, "--session", sid,
          "--format", "json", "--out", str(out), "--data-dir", str(srv.data_dir)],
         capture_output=True, text=True, check=True,
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 
 import pytest
 
 from client.participant import CircleClient, JoinRefused
 
+from .clock import iso, now
 from .server_fixtures import Api, settle
 
 pytestmark = pytest.mark.integration
@@ -69,8 +71,7 @@ async def test_chat_reaches_the_room_only_and_is_not_stored(api: Api) -> None:
         assert refused["error"]["code"] == "forbidden"
     finally:
         await settle(therapist, ann, waiting)
-    status, csv = await api.request("GET", f"/api/v1/attendance?from=2026-11-01&to=2026-11-30"
-                                           f"&session={sid}")
+    status, csv = await api.request("GET", api.attendance_query(sid, session=sid))
     assert status == 200 and "hello group" not in csv
 
 
@@ -115,11 +116,40 @@ async def test_mute_lock_deny_remove_end(api: Api) -> None:
         await late.ended.wait()
         with pytest.raises(JoinRefused) as ended:
             await type(ann)(api.server.url, after_end["token"]).connect()
-        assert ended.value.code == "conflict" and "ended" in ended.value.message
+        assert ended.value.code == "conflict"
+        assert ended.value.message.startswith(f"session {sid} ended at ")
         status, summary = await api.request("GET", f"/api/v1/sessions/{sid}")
         assert status == 200 and summary["ended"] is True
+        status, refused = await api.request(
+            "POST", f"/api/v1/sessions/{sid}/invites",
+            json={"participant_id": "c6", "display_name": "Fay Lu", "role": "client"})
+        assert status == 409 and refused["error"]["code"] == "conflict"
+        message = refused["error"]["message"]
+        assert message.startswith(f"session {sid} ended at ")
+        assert "the therapist ended it" in message
     finally:
         await settle(therapist, ann, bob)
+
+
+async def test_a_session_whose_end_has_passed_is_refused_at_creation(api: Api) -> None:
+    """A stale schedule is refused with a readable reason, not accepted and then unusable."""
+    past = {"title": "Last week's group", "kind": "group", "program": "IOP",
+            "starts_at": iso(now() - timedelta(days=7)), "minutes": 90}
+    status, refused = await api.request("POST", "/api/v1/sessions", json=past)
+    assert status == 400 and refused["error"]["code"] == "invalid"
+    assert "which has passed" in refused["error"]["message"]
+    assert refused["error"]["message"].startswith("starts_at: this session would end at ")
+    running = {**past, "starts_at": iso(now() - timedelta(minutes=80))}
+    status, created = await api.request("POST", "/api/v1/sessions", json=running)
+    assert status == 201, "a session still within its scheduled time is accepted"
+    therapist = await api.join(created["id"], "t1", "Dr Kim Park", role="therapist")
+    try:
+        view = await therapist.wait_for(lambda s: s["you"]["status"] == "admitted")
+        assert view["session"]["ended"] is False
+        skew = datetime.fromisoformat(view["server_time"]) - now()
+        assert abs(skew) < timedelta(minutes=1), "the server and the tests share one clock"
+    finally:
+        await settle(therapist)
 
 
 async def test_therapist_messages_the_waiting_room(api: Api) -> None:
