@@ -92,18 +92,24 @@ ensure_redis() {
                  "Tests that need Redis will be SKIPPED (and fail under CI=true)."
         SVC_SUMMARY+=("redis:    MISSING"); return 0
     fi
-    local dir="$CIRCLE_SVC_TMP/redis" p
-    p=$(svc_free_port); mkdir -p "$dir"
-    svc_say "starting a throwaway redis-server on 127.0.0.1:$p…"
-    if redis-server --bind 127.0.0.1 --port "$p" --save '' --appendonly no --dir "$dir" \
-            --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null 2>&1; then
-        SVC_CLEANUP+=("kill \$(cat '$dir/redis.pid')")
-        local i
-        for ((i = 0; i < 50; i++)); do
-            svc_redis_ping 127.0.0.1 "$p" && break
-            sleep 0.1
-        done
-    fi
+    local dir="$CIRCLE_SVC_TMP/redis" p attempt
+    mkdir -p "$dir"
+    # A port found free can be taken before redis binds it: try again on another one.
+    for attempt in 1 2 3; do
+        p=$(svc_free_port)
+        svc_say "starting a throwaway redis-server on 127.0.0.1:$p…"
+        if redis-server --bind 127.0.0.1 --port "$p" --save '' --appendonly no --dir "$dir" \
+                --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null 2>&1; then
+            SVC_CLEANUP+=("kill \$(cat '$dir/redis.pid' 2>/dev/null) 2>/dev/null")
+            local i
+            for ((i = 0; i < 50; i++)); do
+                svc_redis_ping 127.0.0.1 "$p" && break
+                sleep 0.1
+            done
+        fi
+        svc_redis_ping 127.0.0.1 "$p" && break
+        svc_say "redis-server did not come up on port $p (attempt $attempt)"
+    done
     if svc_redis_ping 127.0.0.1 "$p"; then
         export CIRCLE_TEST_REDIS_URL="redis://127.0.0.1:$p/0"
         SVC_SUMMARY+=("redis:    $CIRCLE_TEST_REDIS_URL (throwaway)")
@@ -180,16 +186,23 @@ ensure_postgres() {
         fi
         as=(runuser -u postgres --)
     fi
-    local dir="$CIRCLE_SVC_TMP/pg" p
-    p=$(svc_free_port); mkdir -p "$dir"; chmod 700 "$dir"
+    local dir="$CIRCLE_SVC_TMP/pg" p=0 attempt
+    mkdir -p "$dir"; chmod 700 "$dir"
     [[ $(id -u) -eq 0 ]] && chown postgres: "$dir"
-    svc_say "starting a throwaway PostgreSQL ($(basename "$(dirname "$bin")")) on 127.0.0.1:$p…"
     if "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-locale --no-sync \
-            >"$CIRCLE_SVC_TMP/initdb.log" 2>&1 \
-        && "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-            -o "-p $p -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-            start >/dev/null 2>&1; then
-        SVC_CLEANUP+=("$(printf '%q ' "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop)")
+            >"$CIRCLE_SVC_TMP/initdb.log" 2>&1; then
+        # A port found free can be taken before postgres binds it: try again on another one.
+        for attempt in 1 2 3; do
+            p=$(svc_free_port)
+            svc_say "starting a throwaway PostgreSQL ($(basename "$(dirname "$bin")")) on 127.0.0.1:$p…"
+            if "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
+                    -o "-p $p -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+                    start >/dev/null 2>&1; then
+                SVC_CLEANUP+=("$(printf '%q ' "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop)")
+                break
+            fi
+            svc_say "PostgreSQL did not start on port $p (attempt $attempt)"
+        done
     fi
     if svc_pg_try 127.0.0.1 "$p"; then
         export CIRCLE_TEST_PG_URL="postgresql+asyncpg://postgres@127.0.0.1:$p/test"
