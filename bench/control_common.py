@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.serve_lock import wait_for_listening
+
 CIRCLE = str(Path(sys.executable).with_name("circle"))
 PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -131,7 +133,8 @@ class CircleProcess:
 
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
+    port: int = 0
+    """0 until started: the server binds a port the kernel picks and records it in serve.lock."""
     process: subprocess.Popen[bytes] | None = None
     api_key: str = ""
     profile: Path | None = None
@@ -159,7 +162,9 @@ class CircleProcess:
             [*prefix, CIRCLE, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
             stdout=log, stderr=subprocess.STDOUT, env=self._env(),
         )
-        wait_listening(self.process, self.port)
+        process = self.process
+        self.port = wait_for_listening(process.pid, self.data_dir,
+                                       alive=lambda: process.poll() is None)
 
     @property
     def pid(self) -> int:

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import getpass
-import json
 import logging
-import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 from aiohttp import web
 from pydantic import ValidationError
 
+from server import serve_lock
 from server.apikeys import ApiKey, ApiKeys
 from server.attendance.service import AttendanceService
 from server.config import Settings
@@ -28,9 +26,6 @@ from server.ledger import Ledger
 from server.storage.database import Database, open_database
 
 T = TypeVar("T")
-
-SERVE_LOCK = "serve.lock"
-"""In the data dir: locked by the running `circle serve`, holding its pid and address."""
 
 SHUTDOWN_TIMEOUT_S = 3.0
 """On SIGTERM, open sockets get this long; clients then reconnect to the restarted server."""
@@ -87,7 +82,10 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     log = logging.getLogger("circle")
     # Claim the data dir and the port before start-up: start-up replays and recovers live
     # sessions, which must never happen in a second process that cannot serve them.
-    lock = _lock_data_dir(settings.data_dir)
+    try:
+        lock = serve_lock.claim(settings.data_dir)
+    except serve_lock.DataDirBusy as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         sock = socket.create_server((settings.host, settings.port))
     except OSError as exc:
@@ -96,7 +94,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
         ) from None
     port = int(sock.getsockname()[1])
     settings = settings.model_copy(update={"port": port})  # join links name the real port
-    _record_address(lock, f"http://{settings.host}:{port}")
+    serve_lock.record_address(lock, f"http://{settings.host}:{port}")
     log.info(
         "listening on http://%s:%d (data dir %s, %s)",
         settings.host, port, settings.data_dir.resolve(),
@@ -107,32 +105,6 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
                     shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     finally:
         lock.close()
-
-
-def _lock_data_dir(data_dir: Path) -> IO[str]:
-    """An exclusive lock on the data dir for this process's lifetime (released at exit)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / SERVE_LOCK).open("a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise click.ClickException(
-            f"another circle serve is already using {data_dir.resolve()}"
-        ) from None
-    return handle
-
-
-def _record_address(lock: IO[str], url: str) -> None:
-    """Write who holds the data dir and where it listens into the lock file.
-
-    With `--port 0` the kernel picks a free port; a supervisor or test harness reads it
-    here (`{"pid": ..., "url": ...}`) instead of guessing a free port and racing for it.
-    """
-    lock.seek(0)
-    lock.truncate()
-    lock.write(json.dumps({"pid": os.getpid(), "url": url}) + "\n")
-    lock.flush()
 
 
 @main.group()

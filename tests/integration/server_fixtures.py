@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -20,33 +18,11 @@ import aiohttp
 import pytest
 
 from client.participant import CircleClient, MediaOptions
+from server.serve_lock import wait_for_listening
 
 from .clock import iso, now
 
 CIRCLE = str(Path(sys.executable).with_name("circle"))
-
-
-START_TIMEOUT_S = 30.0
-
-
-def wait_for_address(process: subprocess.Popen[bytes], data_dir: Path) -> int:
-    """The port `process` listens on, once it has written it to its `serve.lock`.
-
-    The socket is listening by then: connections wait in its backlog until start-up ends.
-    """
-    lock = data_dir / "serve.lock"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"circle serve exited with {process.returncode}")
-        try:
-            held = json.loads(lock.read_text())
-        except (OSError, ValueError):
-            held = {}
-        if held.get("pid") == process.pid:
-            return int(held["url"].rsplit(":", 1)[1])
-        time.sleep(0.02)  # polling a file the server writes once; not a race on timing
-    raise RuntimeError(f"circle serve did not start listening in {START_TIMEOUT_S:g} s")
 
 
 @dataclass
@@ -89,7 +65,9 @@ class CircleServer:
                 [CIRCLE, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
                 stdout=log, stderr=subprocess.STDOUT, env=self._env(),
             )
-        self.port = wait_for_address(self.process, self.data_dir)
+        process = self.process
+        self.port = wait_for_listening(process.pid, self.data_dir,
+                                       alive=lambda: process.poll() is None)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from server.serve_lock import wait_for_listening
+
 from .clock import OFFSET_ENV
-from .server_fixtures import wait_for_address
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +67,8 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
             env={**os.environ, "CIRCLE_LOG_LEVEL": "INFO"},
         )
     try:
-        port = wait_for_address(process, work / "circle-data")
+        port = wait_for_listening(process.pid, work / "circle-data",
+                                  alive=lambda: process.poll() is None)
         yield work, f"http://127.0.0.1:{port}"
     finally:
         process.send_signal(signal.SIGTERM)
