@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from tests.integration.media_fixtures import Counter, advance
 from tests.integration.server_fixtures import Api, api, server  # noqa: F401
 
 from .browser_fixtures import ROOT, SHOTS, Browser, Person, chromium, eventually, sees_video  # noqa: F401
@@ -55,6 +56,16 @@ async def through_device_check(person: Person, shot: str | None = None,
 async def frames_decoded(person: Person, pid: str) -> int:
     stats = await person.debug("inbound()")
     return int(stats.get(pid, {}).get("video", 0))
+
+
+def audio_packets(person: Person, pid: str) -> Counter:
+    """Counter: audio packets `person` received from `pid` (a clock for negative checks)."""
+
+    async def count() -> int:
+        stats = await person.debug("inbound()")
+        return int(stats.get(pid, {}).get("audio", 0))
+
+    return count
 
 
 async def test_waiting_admit_see_each_other_mute_chat_late_joiner_reconnect(
@@ -112,9 +123,13 @@ async def test_waiting_admit_see_each_other_mute_chat_late_joiner_reconnect(
     await cp.get_by_role("button", name="Camera off by therapist").wait_for()
     await cp.locator('figure[data-pid="c1"][data-video-muted="true"]').wait_for()
     await tp.locator('figure[data-pid="c1"][data-video-muted="true"]').wait_for()
-    await asyncio.sleep(1.0)  # packets in flight
+    # The clock is Ann's microphone at the therapist (~50 packets/s), still on. The drain
+    # covers frames in flight and in the jitter buffer, and the relay applying the mute just
+    # after the views went out.
+    ann_audio = audio_packets(therapist, "c1")
+    await advance(25, ann_audio, timeout=15, interval=0.1)
     before = await frames_decoded(therapist, "c1")
-    await asyncio.sleep(1.5)
+    await advance(75, ann_audio, timeout=15, interval=0.1)  # ~1.5 s of audio
     after = await frames_decoded(therapist, "c1")
     assert before > 0 and after == before, (before, after)
     assert await frames_decoded(therapist, "c2") > 0

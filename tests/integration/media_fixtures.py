@@ -32,6 +32,33 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
+Counter = Callable[[], Awaitable[int]]
+"""Reads a count that only grows, e.g. packets one viewer received from one publisher."""
+
+
+async def advance(
+    packets: int, *counters: Counter, timeout: float = 8.0, interval: float = 0.02
+) -> None:
+    """Wait until every one of `counters` has grown by `packets` from its value now.
+
+    The clock for a check that something is *not* received: snapshot the forbidden counter,
+    `advance` a flow that must keep going (the same publisher's audio, or what another
+    viewer gets from it: audio is ~50 packets/s), then assert the forbidden counter did not
+    move. A fixed sleep races: on a loaded machine the window shrinks to nothing and the
+    check passes without having watched anything. A window measured in packets of a live
+    flow always covers that much media, and if the reference flow stops too, the test fails
+    at the deadline instead of passing vacuously. Also the "drain" before the snapshot: a
+    few packets of the reference flow outlast anything already in flight on loopback.
+    """
+    start = [await counter() for counter in counters]
+
+    async def moved() -> bool:
+        now = [await counter() for counter in counters]
+        return all(n >= s + packets for n, s in zip(now, start, strict=True))
+
+    await wait_until(moved, timeout, interval)
+
+
 def grant(pid: str, room: str = "main", audio: bool = True, video: bool = True) -> MediaGrant:
     return MediaGrant(participant_id=pid, room=room, send_audio=audio, send_video=video)
 
@@ -86,21 +113,32 @@ class Harness:
     async def stats(self, pid: str) -> dict[str, ReceivedStats]:
         return await self.peers[pid].stats()
 
-    def sees(self, viewer: str, *publishers: str, audio: bool = True) -> Callable[
-        [], Awaitable[bool]
-    ]:
-        """Condition: `viewer` decoded video (and audio) frames from every publisher."""
+    def sees(
+        self, viewer: str, *publishers: str, audio: bool = True, frames: int = 1
+    ) -> Callable[[], Awaitable[bool]]:
+        """Condition: `viewer` decoded `frames` video (and some audio) frames from each one."""
 
         async def check() -> bool:
             stats = await self.stats(viewer)
             return all(
                 p in stats
-                and stats[p].video_frames > 0
+                and stats[p].video_frames >= frames
                 and (not audio or stats[p].audio_frames > 0)
                 for p in publishers
             )
 
         return check
+
+    def packets(self, viewer: str, publisher: str, kind: MediaKind = "audio") -> Counter:
+        """Counter: RTP packets of `kind` that `viewer` has received from `publisher`."""
+
+        async def count() -> int:
+            stats = (await self.stats(viewer)).get(publisher)
+            if stats is None:
+                return 0
+            return stats.audio_packets if kind == "audio" else stats.video_packets
+
+        return count
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -10,6 +10,7 @@ import pytest
 
 from client.participant import CircleClient, MediaOptions
 
+from .media_fixtures import advance
 from .server_fixtures import Api, settle
 
 pytestmark = pytest.mark.integration
@@ -119,9 +120,13 @@ async def test_therapist_mute_is_enforced_at_the_relay(api: Api) -> None:
                                             "muted": True})
         assert ack["ok"]
         # Ann's client keeps sending video (it ignores the mute); the relay must drop it.
-        await asyncio.sleep(0.3)
+        # The window is Ann's audio reaching Bob (~50 packets/s), which must keep flowing.
+        async def ann_audio_at_bob() -> int:
+            return int((await bob.received())["c1"].audio_packets)
+
+        await advance(15, ann_audio_at_bob, timeout=15)  # packets in flight drain
         before = (await bob.received())["c1"]
-        await asyncio.sleep(1.0)
+        await advance(50, ann_audio_at_bob, timeout=15)  # ~1 s of audio
         after = (await bob.received())["c1"]
         assert after.video_packets == before.video_packets, "muted video still forwarded"
         assert after.audio_packets > before.audio_packets, "audio must keep flowing"

@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator
 import pytest
 from aiortc import RTCRtpReceiver, RTCRtpSender
 
-from tests.integration.media_fixtures import SESSION, Harness, grant, plan, wait_until
+from tests.integration.media_fixtures import (
+    SESSION,
+    Harness,
+    advance,
+    grant,
+    plan,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -68,8 +75,9 @@ async def test_late_joiner_gets_a_picture_within_a_second(harness: Harness) -> N
     await harness.relay.apply_plan(plan(grant("a"), grant("b")))
     await harness.join("a")
     await harness.join("b")
-    await wait_until(harness.sees("b", "a"))
-    await asyncio.sleep(0.5)  # let the publishers' initial keyframes go by
+    # Well past the publishers' initial keyframes: c must get a picture by asking for one.
+    await wait_until(harness.sees("b", "a", frames=20))
+    await wait_until(harness.sees("a", "b", frames=20))
 
     joined_at = time.monotonic()
     await harness.relay.apply_plan(plan(grant("a"), grant("b"), grant("c")))
@@ -131,9 +139,11 @@ async def test_participant_absent_from_the_plan_receives_nothing(harness: Harnes
 
     await harness.relay.apply_plan(plan(grant("a"), grant("b")))
     assert harness.relay.peer(SESSION, "c") is None
-    await asyncio.sleep(0.3)  # packets already in flight drain
+    # The clock: what a and b, still in the plan, keep receiving from each other.
+    still_flowing = harness.packets("b", "a"), harness.packets("a", "b")
+    await advance(15, *still_flowing)  # packets already in flight drain
     before = await harness.stats("c")
-    await asyncio.sleep(0.5)
+    await advance(25, *still_flowing)  # ~0.5 s of audio
     after = await harness.stats("c")
     for publisher in ("a", "b"):
         assert after[publisher].video_packets == before[publisher].video_packets
@@ -148,7 +158,8 @@ async def test_rooms_are_isolated(harness: Harness) -> None:
         await harness.join(pid)
     await wait_until(harness.sees("a", "b"))
     await wait_until(harness.sees("c", "d"))
-    await asyncio.sleep(0.3)
+    # ~0.3 s of each room's own audio: time for any cross-room track to have shown up.
+    await advance(15, *(harness.packets(v, p) for v, p in ("ab", "ba", "cd", "dc")))
     assert set(await harness.stats("a")) == {"b"}
     assert set(await harness.stats("b")) == {"a"}
     assert set(await harness.stats("c")) == {"d"}
