@@ -20,9 +20,23 @@ import pytest
 from client.participant import CircleClient, MediaOptions
 from server.serve_lock import wait_for_listening
 
-from .clock import iso, now
+from .clock import OFFSET_ENV, iso, now
 
 CIRCLE = str(Path(sys.executable).with_name("circle"))
+
+
+def server_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without the developer's own `CIRCLE_*` settings.
+
+    A shell that exported a clinic's CIRCLE_DATABASE_URL or CIRCLE_CLINIC_TIMEZONE must not
+    point test servers at that database or move their service dates. Kept: the test clock
+    (CIRCLE_CLOCK_OFFSET_S, tests/integration/clock.py) and CIRCLE_TEST_* from scripts/test.
+    """
+    kept = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith("CIRCLE_") or k == OFFSET_ENV or k.startswith("CIRCLE_TEST_")
+    }
+    return {**kept, "CIRCLE_LOG_LEVEL": "INFO", **extra}
 
 
 @dataclass
@@ -49,15 +63,18 @@ class CircleServer:
         return self.data_dir.parent / "serve.log"
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "CIRCLE_LOG_LEVEL": "INFO", **self.env}
+        return server_environ(**self.env)
+
+    def cli(self, *args: str, check: bool = False,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """`circle ARGS --data-dir <this server's>` with this server's settings."""
+        return subprocess.run([CIRCLE, *args, "--data-dir", str(self.data_dir)],
+                              capture_output=True, text=True, env=self._env(), check=check,
+                              timeout=timeout)
 
     def create_key(self, role: str = "staff", name: str = "tests") -> str:
-        out = subprocess.run(
-            [CIRCLE, "keys", "create", "--role", role, "--name", name,
-             "--data-dir", str(self.data_dir)],
-            check=True, capture_output=True, env=self._env(),
-        )
-        return out.stdout.decode().strip()
+        return self.cli("keys", "create", "--role", role, "--name", name,
+                        check=True).stdout.strip()
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:

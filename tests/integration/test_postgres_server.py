@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from client.participant import CircleClient
 
 from .db_fixtures import PG_URL, postgres_unavailable
-from .server_fixtures import CIRCLE, Api, CircleServer, settle
+from .server_fixtures import Api, CircleServer, settle
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -71,7 +69,6 @@ async def test_server_on_postgres_survives_sigkill(pg_database: str, tmp_path: P
             assert status == 200 and "Ann Lee" in body
     finally:
         srv.stop()
-    verified = subprocess.run([CIRCLE, "verify", "--data-dir", str(srv.data_dir)],
-                              capture_output=True, text=True, env={**os.environ, **env})
+    verified = srv.cli("verify")
     assert verified.returncode == 0, verified.stderr
     assert "ledger OK" in verified.stdout

@@ -26,6 +26,7 @@ import pytest
 from server.serve_lock import wait_for_listening
 
 from .clock import OFFSET_ENV
+from .server_fixtures import server_environ
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         process = subprocess.Popen(
             [str(ROOT / "scripts" / "serve"), "--port", "0"],
             cwd=work, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "CIRCLE_LOG_LEVEL": "INFO"},
+            env=server_environ(),
         )
     try:
         port = wait_for_listening(process.pid, work / "circle-data",
@@ -93,7 +94,7 @@ def test_the_readme_walkthrough_runs_as_written(served: tuple[Path, str],
                                                 tmp_path: Path) -> None:
     work, url = served
     script = "set -euo pipefail\n" + "\n".join(walkthrough_blocks((ROOT / "README.md").read_text()))
-    env = {**os.environ, "CIRCLE_URL": url}
+    env = server_environ(CIRCLE_URL=url)
     env.pop("VIRTUAL_ENV", None)
     offset = float(os.environ.get(OFFSET_ENV) or 0)
     if offset:

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +13,7 @@ import pytest
 
 from client.participant import CircleClient
 
-from .server_fixtures import CIRCLE, GRACE_S, Api, CircleServer, settle
+from .server_fixtures import GRACE_S, Api, CircleServer, settle
 
 pytestmark = pytest.mark.integration
 
@@ -146,16 +145,12 @@ async def test_attendance_export_over_http_and_cli_is_audited(
     assert "42 CFR part 2" in one["notice"]
 
     out = srv.data_dir.parent / "export.json"
-    done = subprocess.run(
-        [CIRCLE, "export", "--from", day, "--to", day, "--session", sid,
-         "--format", "json", "--out", str(out), "--data-dir", str(srv.data_dir)],
-        capture_output=True, text=True, check=True,
-    )
+    done = srv.cli("export", "--from", day, "--to", day, "--session", sid,
+                   "--format", "json", "--out", str(out), check=True)
     assert "exported 4 row(s)" in done.stderr and "NOTICE" in done.stderr
     assert len(json.loads(out.read_text())["rows"]) == 4
 
-    verified = subprocess.run([CIRCLE, "verify", "--data-dir", str(srv.data_dir)],
-                              capture_output=True, text=True)
+    verified = srv.cli("verify")
     assert verified.returncode == 0, verified.stderr
     assert "ledger OK" in verified.stdout
 
@@ -166,8 +161,7 @@ async def test_attendance_export_over_http_and_cli_is_audited(
                "WHERE stream = ? AND seq = 3", (sid,))
     db.commit()
     db.close()
-    tampered = subprocess.run([CIRCLE, "verify", "--data-dir", str(srv.data_dir)],
-                              capture_output=True, text=True)
+    tampered = srv.cli("verify")
     assert tampered.returncode == 1
     assert f"stream {sid} record 3" in tampered.stderr
 
@@ -205,16 +199,11 @@ async def test_a_second_server_cannot_take_a_busy_data_dir_or_port(
         db = sqlite3.connect(srv.data_dir / "circle.db")
         count = "SELECT count(*) FROM ledger_records WHERE stream = ?"
         before = db.execute(count, (sid,)).fetchone()[0]
-        same_dir = subprocess.run(
-            [CIRCLE, "serve", "--port", "0", "--data-dir", str(srv.data_dir)],
-            capture_output=True, text=True, timeout=30,
-        )
+        same_dir = srv.cli("serve", "--port", "0", timeout=30)
         assert same_dir.returncode == 1
         assert "another circle serve is already using" in same_dir.stderr
-        same_port = subprocess.run(
-            [CIRCLE, "serve", "--port", str(srv.port), "--data-dir", str(tmp_path / "other")],
-            capture_output=True, text=True, timeout=30,
-        )
+        other = CircleServer(tmp_path / "other", port=srv.port)
+        same_port = other.cli("serve", "--port", str(srv.port), timeout=30)
         assert same_port.returncode == 1
         assert f"cannot listen on 127.0.0.1:{srv.port}" in same_port.stderr
         assert db.execute(count, (sid,)).fetchone()[0] == before, "the live session untouched"
@@ -233,17 +222,13 @@ async def test_api_keys_are_listed_and_revoked_at_once_and_audited(
     headers = {"Authorization": f"Bearer {second}"}
     status, _ = await api.request("GET", "/api/v1/sessions/s_none", headers=headers)
     assert status == 404, "the new key works"
-    data_dir = ["--data-dir", str(srv.data_dir)]
-    listed = subprocess.run([CIRCLE, "keys", "list", *data_dir], capture_output=True,
-                            text=True, check=True).stdout
+    listed = srv.cli("keys", "list", check=True).stdout
     assert f"{key_id}\tstaff\tscheduler" in listed and second not in listed
-    done = subprocess.run([CIRCLE, "keys", "revoke", key_id, *data_dir],
-                          capture_output=True, text=True)
+    done = srv.cli("keys", "revoke", key_id)
     assert done.returncode == 0 and f"revoked {key_id}" in done.stdout
     status, body = await api.request("GET", "/api/v1/sessions/s_none", headers=headers)
     assert (status, body["error"]["code"]) == (401, "unauthorized"), "revoked at once"
-    again = subprocess.run([CIRCLE, "keys", "revoke", key_id, *data_dir],
-                           capture_output=True, text=True)
+    again = srv.cli("keys", "revoke", key_id)
     assert again.returncode == 1 and "no active API key" in again.stderr
     status, _ = await api.request("GET", "/api/v1/sessions/s_none")
     assert status == 404, "the other key still works"
@@ -251,5 +236,5 @@ async def test_api_keys_are_listed_and_revoked_at_once_and_audited(
     audits = db.execute("SELECT count(*) FROM ledger_records WHERE stream = 'audit'").fetchone()
     db.close()
     assert audits[0] == 3, "two keys created and one revoked are audit events"
-    verified = subprocess.run([CIRCLE, "verify", *data_dir], capture_output=True, text=True)
+    verified = srv.cli("verify")
     assert verified.returncode == 0, verified.stderr
