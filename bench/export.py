@@ -9,7 +9,7 @@ real `Ledger` (server/ledger.py: AES-256-GCM, HMAC chain, signed heads) on SQLit
 temp dir with the server's durable settings (WAL, synchronous=FULL), and on PostgreSQL in
 a schema of its own (dropped afterwards) when CIRCLE_TEST_PG_URL or the local test server
 answers. The events are not made up: each session is driven through the pure core
-(`signaling.core.decide/apply`, with ticks at its deadlines, as the runtime does):
+(`signaling.core.session.decide/apply`, with ticks at its deadlines, as the runtime does):
 invites, arrivals early and late, admit_all, media reports, mutes, hands, drops that
 reconnect within grace and one that does not, breakouts opened and closed, an early
 leave, the end.
@@ -50,10 +50,10 @@ from server.attendance.service import MAX_CONCURRENT_LOADS, AttendanceService
 from server.crypto.keyring import KeyRing
 from server.ledger import Ledger
 from server.storage.database import Database, open_database
-from signaling import commands as c
-from signaling.core import Accepted, apply, decide, next_deadline
-from signaling.events import to_record
-from signaling.model import BreakoutPlan, Role, SessionState
+from signaling.core import commands as c
+from signaling.core.events import to_record
+from signaling.core.model import BreakoutPlan, Role, SessionState
+from signaling.core.session import Accepted, apply, decide, next_deadline
 
 STAFF = c.Actor.staff("bench")
 FIRST_DAY = date(2026, 11, 2)

@@ -62,6 +62,8 @@ class CircleClient:
         self.chats: list[dict[str, Any]] = []
         self.ended = asyncio.Event()
         self.media: MediaPeer | None = None
+        self.media_resets = 0
+        """`media_reset`s handled: each closed the peer connection and offered anew."""
         self.protocol_errors: list[str] = []
         """Server messages that did not fit `signaling.protocol` (tests assert it stays empty)."""
         self.on_state: list[Callable[[dict[str, Any]], None]] = []
@@ -160,8 +162,10 @@ class CircleClient:
             except ValidationError as exc:
                 self.protocol_errors.append(f"{event}: {exc.errors(include_input=False)[:2]}")
                 return
-            if event == "signal":
-                await self._signals.put(data)
+            if event in ("signal", "media_reset"):
+                # A reset is ordered with the signals: answers in flight for the old peer
+                # connection are applied (or dropped) before the new one offers.
+                await self._signals.put({"type": "reset"} if event == "media_reset" else data)
                 return
             async with self._changed:
                 if event == "state":
@@ -212,6 +216,11 @@ class CircleClient:
         """Offers and answers, one at a time in arrival order (see FACTS.md)."""
         while True:
             message = await self._signals.get()
+            if message["type"] == "reset":
+                self.media_resets += 1
+                await self._close_media()
+                self._maybe_start_media()
+                continue
             media = self.media
             if media is None:
                 continue

@@ -27,11 +27,14 @@ from server.metrics import Metrics
 from server.services import Services
 from server.storage.database import open_database
 from server.webapp import setup_web
-from signaling.gateway import Gateway, GatewayLimits
-from signaling.runtime import SessionHub
+from signaling.edge.gateway import Gateway, GatewayLimits
+from signaling.edge.runtime import SessionHub
 
 if TYPE_CHECKING:
     from server.media.relay import MediaRelay
+    from server.media.settings import RelaySettings
+    from server.media.workers.pool import WorkerPool
+    from signaling.edge.media import MediaCoordinator
 
 log = logging.getLogger("circle.app")
 
@@ -63,6 +66,7 @@ def build_app(settings: Settings) -> web.Application:
         app[SERVICES] = services
         yield
         await services.hub.close()
+        await services.gateway.media.close()
         if relay is not None:
             await relay.close()
         await services.db.close()
@@ -73,7 +77,7 @@ def build_app(settings: Settings) -> web.Application:
 
 async def _start(
     settings: Settings, sio: socketio.AsyncServer
-) -> tuple[Services, MediaRelay | None]:
+) -> tuple[Services, MediaRelay | WorkerPool | None]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     keyring = KeyRing.load_or_create(settings.keys_path)
     db = await open_database(settings.db_url)
@@ -95,7 +99,7 @@ async def _start(
         client_config={"ice_servers": settings.ice_servers},
         clock=clock,
     )
-    relay = _start_relay(settings, gateway) if settings.media else None
+    relay = await _start_relay(settings, gateway.media, metrics) if settings.media else None
     if relay is not None:
         gateway.attach_relay(relay)
     services = Services(
@@ -119,23 +123,43 @@ async def _start(
     return services, relay
 
 
-def _start_relay(settings: Settings, gateway: Gateway) -> MediaRelay:
-    """The in-process media relay; imported here so a media-less server never loads aiortc."""
+async def _start_relay(
+    settings: Settings, listener: MediaCoordinator, metrics: Metrics
+) -> MediaRelay | WorkerPool:
+    """The media relay: worker processes, or in-process (CIRCLE_MEDIA_WORKERS=0).
+
+    Imported here so a media-less server never loads aiortc.
+    """
     from server.media.relay import MediaRelay
+    from server.media.report import inprocess_report
+    from server.media.workers.pool import WorkerPool
+    from server.media.workers.settings import WorkerSettings
+
+    relay_settings = _relay_settings(settings)
+    count = settings.media_worker_count
+    if count == 0:
+        relay = MediaRelay(listener, relay_settings)
+        metrics.watch_media(lambda: inprocess_report(relay))
+        return relay
+    pool = WorkerPool(listener, WorkerSettings.of(relay_settings, settings.log_level), count)
+    await pool.start()
+    metrics.watch_media(pool.reports)
+    return pool
+
+
+def _relay_settings(settings: Settings) -> RelaySettings:
     from server.media.settings import RelaySettings
 
     loopback = ipaddress.ip_address(_resolve(settings.host)).is_loopback
     if loopback and not settings.allowed_candidate_networks:
-        relay_settings = RelaySettings.for_loopback()
-    else:
-        relay_settings = RelaySettings(
-            ice_servers=[RTCIceServer(**server) for server in settings.ice_servers],
-            allowed_networks=tuple(
-                ipaddress.ip_network(n, strict=False) for n in settings.allowed_candidate_networks
-            ),
-            gather_loopback=loopback,
-        )
-    return MediaRelay(gateway, relay_settings)
+        return RelaySettings.for_loopback()
+    return RelaySettings(
+        ice_servers=[RTCIceServer(**server) for server in settings.ice_servers],
+        allowed_networks=tuple(
+            ipaddress.ip_network(n, strict=False) for n in settings.allowed_candidate_networks
+        ),
+        gather_loopback=loopback,
+    )
 
 
 def _resolve(host: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -37,7 +38,10 @@ class Settings(BaseSettings):
     reconnect_grace_s: int = Field(60, ge=1, le=3600)
     log_level: str = "INFO"
     media: bool = True
-    """Run the in-process media relay (aiortc)."""
+    """Run the media relay (aiortc); false: signaling only."""
+    media_workers: int | None = Field(None, ge=0, le=256)
+    """Relay worker processes; default one per core; 0 runs the relay in the server's own
+    event loop (tests, tiny installs)."""
     ice_servers: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)
     """JSON list of RTCIceServer dicts; empty means host candidates only (never public STUN)."""
     allowed_candidate_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -85,6 +89,12 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def media_worker_count(self) -> int:
+        if self.media_workers is None:
+            return os.cpu_count() or 1
+        return self.media_workers
 
     @property
     def clock(self) -> WallClock:

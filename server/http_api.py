@@ -21,10 +21,10 @@ from server.apikeys import ApiKey
 from server.exports import ExportRequest, export_attendance
 from server.metrics import CONTENT_TYPE_LATEST
 from server.services import Services
-from signaling import commands as c
-from signaling.policy import Rejected
+from signaling.core import commands as c
+from signaling.core.policy import Rejected
+from signaling.core.translate import plan_from
 from signaling.protocol import BreakoutPlanPayload
-from signaling.translate import plan_from
 
 log = logging.getLogger("circle.http")
 

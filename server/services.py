@@ -16,8 +16,8 @@ from server.crypto.keyring import KeyRing
 from server.ledger import Ledger
 from server.metrics import Metrics
 from server.storage.database import Database
-from signaling.gateway import Gateway
-from signaling.runtime import SessionHub
+from signaling.edge.gateway import Gateway
+from signaling.edge.runtime import SessionHub
 
 log = logging.getLogger("circle.services")
 

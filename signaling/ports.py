@@ -1,4 +1,4 @@
-"""The seams through which the control plane reaches storage and media.
+"""The seams through which the control plane reaches storage, media and join tokens.
 
 `signaling` never imports `server`: the gateway is handed objects of these shapes, so the
 core and the gateway can be tested with in-memory fakes and the server can swap SQLite for
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from signaling.core.model import Role
 
 JsonRecord = Mapping[str, Any]
 SignalType = Literal["offer", "answer"]
@@ -73,7 +75,12 @@ class Relay(Protocol):
     """The data plane as the control plane sees it."""
 
     async def apply_plan(self, plan: MediaPlan) -> None:
-        """Reconcile peer connections and forwarding with `plan`; effective when it returns."""
+        """Reconcile peer connections and forwarding with `plan`.
+
+        Never waits for peers to close: the in-process relay stops forwarding before it
+        returns and releases connections in the background; a worker pool only queues the
+        plan to the session's worker (effective a moment later, before any later SDP).
+        """
         ...
 
     async def signal(
@@ -88,6 +95,25 @@ class Relay(Protocol):
 
     async def close_session(self, session_id: str) -> None:
         """Release every peer connection of a session."""
+        ...
+
+
+class TokenRejected(Exception):
+    """A join token that must not open a connection; the message is shown to the user."""
+
+
+@dataclass(frozen=True)
+class JoinClaims:
+    participant_id: str
+    name: str
+    role: Role
+    session_id: str
+    token_id: str
+
+
+class JoinTokens(Protocol):
+    def verify(self, token: str) -> JoinClaims:
+        """The token's claims, or TokenRejected (bad signature, expired, malformed)."""
         ...
 
 

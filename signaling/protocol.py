@@ -269,6 +269,13 @@ class EndedMessage(_Message):
     reason: str = "ended"
 
 
+class MediaResetMessage(_Message):
+    """The relay lost this participant's media path (its media worker restarted): close the
+    peer connection and send a new first offer. Status, room and mutes are unchanged."""
+
+    reason: str
+
+
 class ConfigMessage(_Message):
     """Sent first on every connection: the ICE servers the client's media must use."""
 
@@ -282,5 +289,6 @@ SERVER_EVENTS: dict[str, type[_Message]] = {
     "chat": ChatMessage,
     "notice": NoticeMessage,
     "ended": EndedMessage,
+    "media_reset": MediaResetMessage,
 }
 """Server -> client events by name, with the model each payload must fit."""

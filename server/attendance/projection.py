@@ -50,9 +50,9 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 
 from server.attendance.rows import AttendanceRow, AttendanceStatus, Modality, minutes, row_order
-from signaling import events as e
-from signaling.core import apply
-from signaling.model import Role, SessionState
+from signaling.core import events as e
+from signaling.core.model import Role, SessionState
+from signaling.core.session import apply
 
 ZERO = timedelta(0)
 
@@ -141,7 +141,7 @@ class _Track:
 def _note_breakouts(tracks: dict[str, _Track], state: SessionState) -> None:
     """Record, for everyone now in a breakout room, the room's name and their role.
 
-    The rooms come from replaying the core itself (`signaling.core.apply`), so where a
+    The rooms come from replaying the core itself (`signaling.core.session.apply`), so where a
     participant was is decided by the same rules as in the live session: planned rooms,
     late arrivals placed by the plan, moves, visits and rotations. Breakout time stays
     presence time (a breakout is inside the session), so nothing else changes.

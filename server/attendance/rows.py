@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final, Literal
 
-from signaling.model import Program, Role, SessionKind
+from signaling.core.model import Program, Role, SessionKind
 
 AttendanceStatus = Literal["removed", "denied", "no_show", "late", "left_early", "present"]
 """One value per row; precedence (first that applies wins) is documented in `projection`."""

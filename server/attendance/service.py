@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from server.attendance.projection import project
 from server.attendance.rows import AttendanceRow, row_order
-from signaling import events as e
+from signaling.core import events as e
 
 LoadEvents = Callable[[str], Awaitable[list[Mapping[str, Any]]]]
 SessionsBetween = Callable[[date, date], Awaitable[list[str]]]

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from server.clock import Clock
-from signaling.gateway import JoinClaims, TokenRejected
-from signaling.model import Role
+from signaling.core.model import Role
+from signaling.ports import JoinClaims, TokenRejected
 
 AUDIENCE = "circle-join"
 LEEWAY_S = 5
@@ -42,7 +42,7 @@ class IssuedToken:
 
 
 class JoinTokenService:
-    """Issues and verifies join tokens (implements `signaling.gateway.JoinTokens`)."""
+    """Issues and verifies join tokens (implements `signaling.ports.JoinTokens`)."""
 
     def __init__(
         self,

@@ -74,6 +74,8 @@ class Ingress:
         self.allowed = True
         """False drops everything at once (the grant no longer allows this kind)."""
         self.packets_received = 0
+        self.packets_dropped = 0
+        """Received while `allowed` was False (muted or listen-only)."""
         self._rtcp_ssrc = rtcp_ssrc
         self._on_first_packet = on_first_packet
         self._clock = clock
@@ -139,6 +141,7 @@ class Ingress:
         self.packets_received += 1
         self._media_ssrc = packet.ssrc
         if not self.allowed:
+            self.packets_dropped += 1
             return
         self._cache.put(packet)
         now = self._clock()
@@ -185,6 +188,8 @@ class Egress:
         self.ingress = ingress
         self.waiting_for_keyframe = False
         self.packets_sent = 0
+        self.packets_failed = 0
+        """Sends refused because the subscriber's transport was not connected."""
         self._transport: RTCDtlsTransport | None = None
         self._mid: str | None = None
         self._codecs: list[RTCRtpCodecParameters] = []
@@ -285,6 +290,7 @@ class Egress:
         try:
             await aiortc_seam.send_rtp(self._transport, data)
         except ConnectionError:
+            self.packets_failed += 1
             return
         self.packets_sent += 1
 

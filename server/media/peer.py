@@ -96,6 +96,15 @@ class RelayPeer:
     def egresses(self) -> dict[TrackKey, Egress]:
         return {key: slot.egress for key, slot in self._slots.items()}
 
+    def forwarded_packets(self) -> int:
+        """Packets sent to this participant so far (its live forwarded tracks)."""
+        return sum(slot.egress.packets_sent for slot in self._slots.values())
+
+    def dropped_packets(self) -> int:
+        """This participant's packets held back by its grant, plus failed sends to it."""
+        return (sum(i.packets_dropped for i in self.ingresses.values())
+                + sum(slot.egress.packets_failed for slot in self._slots.values()))
+
     # -- signaling ---------------------------------------------------------------
 
     async def accept_offer(self, sdp: str) -> str:

@@ -23,6 +23,17 @@ from signaling.ports import MediaKind, MediaPlan, RelayListener, SignalType
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class RelayCounters:
+    sessions: int
+    peers: int
+    forwarded_packets: int
+    """RTP packets sent to subscribers."""
+    dropped_packets: int
+    """RTP packets not forwarded: kinds a grant does not allow (mutes, listen-only roles),
+    and sends that failed because a subscriber's transport was gone."""
+
+
 @dataclass
 class _Session:
     plan: MediaPlan
@@ -40,6 +51,8 @@ class MediaRelay:
         self._settings = settings or RelaySettings()
         self._sessions: dict[str, _Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._retired_forwarded = 0
+        self._retired_dropped = 0
         if self._settings.gather_loopback:
             enable_loopback_gathering()
 
@@ -58,7 +71,10 @@ class MediaRelay:
             if pid not in session.peers:
                 session.peers[pid] = self._new_peer(session, pid)
         self._route(session)
-        await asyncio.gather(*(peer.close() for peer in gone))
+        # Forwarding to and from `gone` stopped in `_route`; closing their connections
+        # (DTLS close, ICE teardown) can take a while and must not delay the next plan.
+        for peer in gone:
+            self._release(peer)
         if not plan.grants:
             self._sessions.pop(plan.session_id, None)
 
@@ -83,12 +99,40 @@ class MediaRelay:
     async def close_session(self, session_id: str) -> None:
         session = self._sessions.pop(session_id, None)
         if session is not None:
-            await asyncio.gather(*(peer.close() for peer in session.peers.values()))
+            await asyncio.gather(*(self._close_peer(peer) for peer in session.peers.values()))
+
+    async def request_keyframe(self, session_id: str, participant_id: str) -> None:
+        """Ask a publisher for a keyframe now (throttled like subscribers' PLIs)."""
+        peer = self.peer(session_id, participant_id)
+        if peer is not None:
+            ingress = peer.ingresses.get("video")
+            if ingress is not None:
+                await ingress.request_keyframe()
+
+    def counters(self) -> RelayCounters:
+        """Totals since start, for /metrics (live peers plus those already closed)."""
+        forwarded, dropped = self._retired_forwarded, self._retired_dropped
+        peers = 0
+        for session in self._sessions.values():
+            for peer in session.peers.values():
+                peers += 1
+                forwarded += peer.forwarded_packets()
+                dropped += peer.dropped_packets()
+        return RelayCounters(len(self._sessions), peers, forwarded, dropped)
 
     async def close(self) -> None:
-        """Release every session (server shutdown)."""
+        """Release every session (server shutdown), and wait for background closes."""
         for session_id in list(self._sessions):
             await self.close_session(session_id)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _release(self, peer: RelayPeer) -> None:
+        self._spawn(self._close_peer(peer))
+
+    async def _close_peer(self, peer: RelayPeer) -> None:
+        self._retired_forwarded += peer.forwarded_packets()
+        self._retired_dropped += peer.dropped_packets()
+        await peer.close()
 
     def _new_peer(self, session: _Session, participant_id: str) -> RelayPeer:
         session_id = session.plan.session_id

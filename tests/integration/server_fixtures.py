@@ -157,15 +157,23 @@ GRACE_S = 3
 """Reconnect grace of test servers: short, so the long-drop case runs in seconds."""
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CircleServer]:
-    """One server per test module; tests isolate themselves by creating their own session."""
+def module_server(tmp_path_factory: pytest.TempPathFactory, **env: str) -> Iterator[CircleServer]:
+    """A started server for a module's `server` fixture, with extra settings `env`."""
     srv = CircleServer(tmp_path_factory.mktemp("circle") / "data",
-                       env={"CIRCLE_RECONNECT_GRACE_S": str(GRACE_S)})
+                       env={"CIRCLE_RECONNECT_GRACE_S": str(GRACE_S), **env})
     srv.api_key = srv.create_key()
     srv.start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CircleServer]:
+    """One server per test module; tests isolate themselves by creating their own session.
+
+    Its relay runs as media workers, one per core (the default, CIRCLE_MEDIA_WORKERS).
+    """
+    yield from module_server(tmp_path_factory)
 
 
 @pytest.fixture

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
 from client.participant import CircleClient, MediaOptions
 
 from .media_fixtures import advance
-from .server_fixtures import Api, settle
+from .server_fixtures import Api, CircleServer, module_server, settle
 
 pytestmark = pytest.mark.integration
 
 AV = MediaOptions(audio=True, video=True)
+
+
+@pytest.fixture(scope="module", params=["0", "2"], ids=["in-process relay", "2 media workers"])
+def server(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[CircleServer]:
+    """Every media test runs against both relay modes (CIRCLE_MEDIA_WORKERS=0 and 2)."""
+    yield from module_server(tmp_path_factory, CIRCLE_MEDIA_WORKERS=request.param)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:

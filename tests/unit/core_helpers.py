@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from signaling import commands as c
-from signaling.core import Accepted, Decision, apply, decide
-from signaling.events import Event
-from signaling.model import Role, SessionState
-from signaling.policy import Rejected
+from signaling.core import commands as c
+from signaling.core.events import Event
+from signaling.core.model import Role, SessionState
+from signaling.core.policy import Rejected
+from signaling.core.session import Accepted, Decision, apply, decide
 
 T0 = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
 STAFF = c.Actor.staff("key1")

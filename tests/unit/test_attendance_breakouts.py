@@ -6,8 +6,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 from server.attendance.projection import project
-from signaling import commands as c
-from signaling.model import BreakoutPlan, PlannedRoom
+from signaling.core import commands as c
+from signaling.core.model import BreakoutPlan, PlannedRoom
 
 from .core_helpers import T0, Session, therapist
 

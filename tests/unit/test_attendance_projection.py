@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.attendance import AttendanceRow, project
-from signaling import commands as c
-from signaling import core
-from signaling import events as e
-from signaling.model import MuteKind, Role
+from signaling.core import commands as c
+from signaling.core import events as e
+from signaling.core import session as core
+from signaling.core.model import MuteKind, Role
 
 T0 = datetime(2024, 5, 6, 17, 0, tzinfo=UTC)  # a Monday, 10:00 in California
 GRACE_S = 120

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from server.attendance import AttendanceService
-from signaling import events as e
-from signaling.model import Program, Role
+from signaling.core import events as e
+from signaling.core.model import Program, Role
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 AS_OF = datetime(2024, 6, 1, tzinfo=UTC)

@@ -8,13 +8,13 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signaling import commands as c
-from signaling import events as e
-from signaling.breakouts import GRACE_WHEN_TIME_RUNS_OUT, auto_rooms, rotate_roles
-from signaling.core import next_deadline, replay
-from signaling.media_plan import plan_for
-from signaling.model import MAIN_ROOM, BreakoutPlan, BreakoutRoom, PlannedRoom
-from signaling.views import view_for
+from signaling.core import commands as c
+from signaling.core import events as e
+from signaling.core.breakouts import GRACE_WHEN_TIME_RUNS_OUT, auto_rooms, rotate_roles
+from signaling.core.media_plan import plan_for
+from signaling.core.model import MAIN_ROOM, BreakoutPlan, BreakoutRoom, PlannedRoom
+from signaling.core.session import next_deadline, replay
+from signaling.core.views import view_for
 
 from .core_helpers import STAFF, T0, Session, client, therapist
 

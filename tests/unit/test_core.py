@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from signaling import commands as c
-from signaling import events as e
-from signaling.core import ABANDONED_AFTER, next_deadline, replay
-from signaling.model import MAIN_ROOM
+from signaling.core import commands as c
+from signaling.core import events as e
+from signaling.core.model import MAIN_ROOM
+from signaling.core.session import ABANDONED_AFTER, next_deadline, replay
 
 from .core_helpers import STAFF, T0, Session, client, therapist
 

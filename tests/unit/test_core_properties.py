@@ -7,11 +7,11 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signaling import commands as c
-from signaling import events as e
-from signaling.core import replay
-from signaling.events import from_record, to_record
-from signaling.model import MAIN_ROOM, BreakoutPlan
+from signaling.core import commands as c
+from signaling.core import events as e
+from signaling.core.events import from_record, to_record
+from signaling.core.model import MAIN_ROOM, BreakoutPlan
+from signaling.core.session import replay
 
 from .core_helpers import T0, Session
 

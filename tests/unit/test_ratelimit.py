@@ -1,6 +1,6 @@
 """The per-connection token bucket, with time passed in."""
 
-from signaling.ratelimit import TokenBucket
+from signaling.core.ratelimit import TokenBucket
 
 
 def test_bucket_allows_a_burst_then_refills_at_its_rate() -> None:

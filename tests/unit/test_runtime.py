@@ -7,12 +7,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from signaling import commands as c
-from signaling.core import Accepted
-from signaling.events import Event
-from signaling.model import SessionState
-from signaling.policy import Rejected
-from signaling.runtime import SessionHub
+from signaling.core import commands as c
+from signaling.core.events import Event
+from signaling.core.model import SessionState
+from signaling.core.policy import Rejected
+from signaling.core.session import Accepted
+from signaling.edge.runtime import SessionHub
 
 from .core_helpers import STAFF, T0
 

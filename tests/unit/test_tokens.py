@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from server.auth.tokens import EXPIRED, INVALID, JoinTokenService
 from server.clock import WallClock
-from signaling.gateway import TokenRejected
+from signaling.ports import TokenRejected
 
 
 def service_at(moment: list[datetime]) -> JoinTokenService:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from signaling import commands as c
-from signaling.views import first_name, view_for
+from signaling.core import commands as c
+from signaling.core.views import first_name, view_for
 
 from .core_helpers import STAFF, T0, Session, therapist
 

@@ -4,7 +4,7 @@
 import { io } from "socket.io-client";
 import { h, setText } from "./dom";
 import type { Ack, SignalMessage } from "./media";
-import { dropMedia } from "./mediaSession";
+import { dropMedia, ensureMedia } from "./mediaSession";
 import { addChat } from "./chat";
 import { onNotice } from "./notices";
 import { endScreen } from "./screens/ended";
@@ -65,6 +65,8 @@ export function join(): void {
     state.iceServers = data.ice_servers ?? [];
   });
   s.on("signal", (data: SignalMessage) => state.peer?.handle(data));
+  // The relay lost this page's media path (a media worker restarted): start media over.
+  s.on("media_reset", () => { dropMedia(); ensureMedia(); });
   s.on("chat", (data: ChatMessage) => addChat(data));
   s.on("notice", (data: Notice) => onNotice(data));
   s.on("ended", () => endScreen("The session has ended", "Thank you for joining. You can close this window.", "ended"));

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from signaling import events as e
-from signaling.model import MAIN_ROOM, SessionState
+from signaling.core import events as e
+from signaling.core.model import MAIN_ROOM, SessionState
 
 Notice = tuple[str, dict[str, Any]]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from signaling.model import BreakoutPlan, BreakoutRoom, Participant, SessionState
+from signaling.core.model import BreakoutPlan, BreakoutRoom, Participant, SessionState
 
 
 def first_name(name: str) -> str:

@@ -6,9 +6,9 @@ planner's seed) is passed in, never drawn here.
 
 from __future__ import annotations
 
-from signaling import commands as c
 from signaling import protocol as p
-from signaling.model import BreakoutPlan, PlannedRoom
+from signaling.core import commands as c
+from signaling.core.model import BreakoutPlan, PlannedRoom
 
 
 def command_for(payload: object, seed: int) -> c.Command:

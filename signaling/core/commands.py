@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from signaling.model import BreakoutPlan, MuteKind, Program, Role, SessionKind
+from signaling.core.model import BreakoutPlan, MuteKind, Program, Role, SessionKind
 
 ActorKind = Literal["participant", "staff", "system"]
 

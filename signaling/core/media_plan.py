@@ -6,7 +6,7 @@ change. That keeps mutes, rooms and listen-only roles enforced in one place.
 
 from __future__ import annotations
 
-from signaling.model import SessionState
+from signaling.core.model import SessionState
 from signaling.ports import MediaGrant, MediaPlan
 
 LISTEN_ONLY_ROLES = frozenset({"observer"})

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from signaling.model import (
+from signaling.core.model import (
     BreakoutPlan,
     BreakoutRole,
     BreakoutRoom,

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from signaling import breakouts
-from signaling import commands as c
-from signaling import events as e
-from signaling.model import Breakouts, Invitee, Participant, SessionInfo, SessionState
-from signaling.policy import Rejected, check
+from signaling.core import breakouts
+from signaling.core import commands as c
+from signaling.core import events as e
+from signaling.core.model import Breakouts, Invitee, Participant, SessionInfo, SessionState
+from signaling.core.policy import Rejected, check
 
 ABANDONED_AFTER = timedelta(hours=4)
 """A session nobody is connected to this long after its scheduled end is closed by the server."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from signaling import commands as c
-from signaling.model import SessionState
+from signaling.core import commands as c
+from signaling.core.model import SessionState
 
 ErrorCode = Literal["forbidden", "invalid", "not_found", "conflict", "rate_limited"]
 

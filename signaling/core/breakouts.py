@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from signaling import commands as c
-from signaling import events as e
-from signaling.model import (
+from signaling.core import commands as c
+from signaling.core import events as e
+from signaling.core.model import (
     MAIN_ROOM,
     BreakoutPlan,
     BreakoutRole,
@@ -24,7 +24,7 @@ from signaling.model import (
     PlannedRoom,
     SessionState,
 )
-from signaling.policy import Rejected
+from signaling.core.policy import Rejected
 
 WARNING_BEFORE = timedelta(minutes=1)
 """Every member is told this long before the rooms' time is up."""

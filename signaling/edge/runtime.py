@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from signaling import commands as c
-from signaling.core import Accepted, Decision, apply, decide, next_deadline, replay
-from signaling.events import Event, from_record, to_record
-from signaling.model import SessionState
-from signaling.policy import Rejected
+from signaling.core import commands as c
+from signaling.core.events import Event, from_record, to_record
+from signaling.core.model import SessionState
+from signaling.core.policy import Rejected
+from signaling.core.session import Accepted, Decision, apply, decide, next_deadline, replay
 from signaling.ports import EventLog, LedgerConflict
 
 log = logging.getLogger("circle.sessions")

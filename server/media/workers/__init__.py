@@ -1,0 +1,1 @@
+"""Media workers: the relay in child processes, one per core, each owning whole sessions."""

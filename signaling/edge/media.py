@@ -1,0 +1,130 @@
+"""Media coordination: keeps each session's relay plan in step with its state, and carries
+SDP between clients and the relay (in-process, or a pool of media workers).
+
+A session's owner task never waits on the relay: `update` only queues the newest plan, and
+one pump per session hands plans to the relay in order (a newer plan replaces one not yet
+sent). A client's SDP waits for its session's queued plans first, so an offer made right
+after admission always finds its media path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from signaling.core import commands as c
+from signaling.core.media_plan import plan_for
+from signaling.core.model import SessionState
+from signaling.edge.fanout import Connection, Fanout
+from signaling.edge.runtime import SessionHub
+from signaling.ports import MediaKind, MediaPlan, Relay, SignalType
+from signaling.protocol import error, ok
+
+log = logging.getLogger("circle.media")
+
+CLOSE = None
+"""Queued instead of a plan: release every peer connection of the session."""
+
+MEDIA_RESET_REASON = "the media connection was lost; reconnecting media"
+
+
+class MediaCoordinator:
+    """The control plane's side of the data plane (and the relay's listener)."""
+
+    def __init__(self, fanout: Fanout, hub: SessionHub, relay: Relay | None = None) -> None:
+        self._fanout = fanout
+        self._hub = hub
+        self._relay = relay
+        self._plans: dict[str, MediaPlan] = {}
+        self._queued: dict[str, MediaPlan | None] = {}
+        self._pumps: dict[str, asyncio.Task[None]] = {}
+
+    def attach(self, relay: Relay) -> None:
+        """Give the coordinator its relay (built after it: the relay needs it as listener)."""
+        self._relay = relay
+
+    @property
+    def relay(self) -> Relay | None:
+        return self._relay
+
+    def update(self, state: SessionState) -> None:
+        """Queue the session's plan if it changed (never waits on the relay)."""
+        if self._relay is None or state.info is None:
+            return
+        session_id = state.info.id
+        if state.ended:
+            if self._plans.pop(session_id, None) is not None or session_id in self._queued:
+                self._queue(session_id, CLOSE)
+            return
+        plan = plan_for(state)
+        if self._plans.get(session_id) == plan:
+            return
+        self._plans[session_id] = plan
+        self._queue(session_id, plan)
+
+    async def signal(self, conn: Connection, command: c.Signal) -> dict[str, Any]:
+        """A client's offer or answer, through the relay; the answer goes back as `signal`."""
+        relay = self._relay
+        if relay is None:
+            return error("conflict", "media is not available on this server")
+        async with conn.signal_lock:
+            await self._flushed(conn.session_id)
+            try:
+                answer = await relay.signal(conn.session_id, conn.participant_id,
+                                            command.type, command.sdp)
+            except ValueError as exc:
+                return error("invalid", f"signal: {exc}")
+            if answer is not None:
+                await self._fanout.emit(conn.sid, "signal", {"type": "answer", "sdp": answer})
+        return ok()
+
+    async def close(self) -> None:
+        """Let queued plans reach the relay (server shutdown)."""
+        await asyncio.gather(*self._pumps.values(), return_exceptions=True)
+
+    # -- RelayListener ----------------------------------------------------------------------
+
+    async def send_signal(
+        self, session_id: str, participant_id: str, kind: SignalType, sdp: str
+    ) -> None:
+        await self._fanout.to_participant(session_id, participant_id, "signal",
+                                          {"type": kind, "sdp": sdp})
+
+    async def media_published(
+        self, session_id: str, participant_id: str, kinds: frozenset[MediaKind]
+    ) -> None:
+        await self._hub.submit(session_id, c.SYSTEM, c.ReportMedia(participant_id, kinds))
+
+    async def media_reset(self, session_id: str, participant_id: str) -> None:
+        await self._fanout.to_participant(session_id, participant_id, "media_reset",
+                                          {"reason": MEDIA_RESET_REASON})
+
+    # -- the per-session pump ---------------------------------------------------------------
+
+    def _queue(self, session_id: str, plan: MediaPlan | None) -> None:
+        self._queued[session_id] = plan
+        if session_id not in self._pumps:
+            task = asyncio.get_running_loop().create_task(self._pump(session_id))
+            self._pumps[session_id] = task
+
+    async def _pump(self, session_id: str) -> None:
+        relay = self._relay
+        assert relay is not None
+        try:
+            while session_id in self._queued:
+                plan = self._queued.pop(session_id)
+                try:
+                    if plan is CLOSE:
+                        await relay.close_session(session_id)
+                    else:
+                        await relay.apply_plan(plan)
+                except Exception as exc:
+                    log.warning("relay refused a media plan (%s)", type(exc).__name__)
+        finally:
+            self._pumps.pop(session_id, None)
+
+    async def _flushed(self, session_id: str) -> None:
+        pump = self._pumps.get(session_id)
+        if pump is not None:
+            await asyncio.shield(pump)

@@ -1,0 +1,135 @@
+"""Media workers: sessions spread over worker processes, and a worker killed mid-session.
+
+Real `circle serve` with CIRCLE_MEDIA_WORKERS=2, real aiortc participants on loopback. The
+worker serving a session is found from /metrics (`circle_media_worker_info`) and killed
+with SIGKILL; the server restarts it, and every participant renegotiates on its own after
+`media_reset`: nobody is re-admitted and attendance still says what each one sent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+
+from client.participant import CircleClient, MediaOptions
+
+from .media_fixtures import wait_until
+from .server_fixtures import Api, CircleServer, module_server, settle
+
+pytestmark = pytest.mark.integration
+
+AV = MediaOptions(audio=True, video=True)
+RESUME_WITHIN_S = 5.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CircleServer]:
+    yield from module_server(tmp_path_factory, CIRCLE_MEDIA_WORKERS="2")
+
+
+async def metric(api: Api, name: str) -> dict[str, float]:
+    """One metric family from /metrics, keyed by its label set text."""
+    status, text = await api.request("GET", "/metrics", headers={})
+    assert status == 200
+    return {labels: float(value) for labels, value in
+            re.findall(rf"^{name}\{{(.*?)\}} (\S+)$", text, flags=re.M)}
+
+
+async def worker_pids(api: Api) -> dict[str, int]:
+    info = await metric(api, "circle_media_worker_info")
+    labels = [dict(re.findall(r'(\w+)="([^"]*)"', text)) for text in info]
+    return {x["worker"]: int(x["pid"]) for x in labels if x.get("pid")}
+
+
+async def group(api: Api, sid: str, clients: list[tuple[str, str]]
+                ) -> tuple[CircleClient, list[CircleClient]]:
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist", media=AV)
+    joined = [await api.join(sid, pid, name, media=AV) for pid, name in clients]
+    await therapist.wait_for(lambda s: len(s["waiting"]) == len(clients))
+    assert (await therapist.call("admit_all"))["ok"]
+    return therapist, joined
+
+
+def everyone_sees_everyone(people: dict[str, CircleClient]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        for pid, person in people.items():
+            stats = await person.received()
+            others = [p for p in people if p != pid]
+            if not all(o in stats and stats[o].video_frames > 0 and stats[o].audio_frames > 0
+                       for o in others):
+                return False
+        return True
+
+    return check
+
+
+async def test_sessions_are_spread_over_the_workers(api: Api) -> None:
+    first, second = await api.create_session(), await api.create_session(title="Other group")
+    a_therapist, (ann,) = await group(api, first, [("c1", "Ann Lee")])
+    b_therapist, (bob,) = await group(api, second, [("c2", "Bob Stone")])
+    try:
+        await wait_until(everyone_sees_everyone({"t1": a_therapist, "c1": ann}), 15)
+        await wait_until(everyone_sees_everyone({"t1": b_therapist, "c2": bob}), 15)
+        sessions = await metric(api, "circle_media_worker_sessions")
+        assert sessions == {'worker="0"': 1.0, 'worker="1"': 1.0}, sessions
+        forwarded = await metric(api, "circle_media_worker_forwarded_packets_total")
+
+        async def both_forward() -> bool:
+            now = await metric(api, "circle_media_worker_forwarded_packets_total")
+            return all(now.get(k, 0) > 0 for k in ('worker="0"', 'worker="1"'))
+
+        await wait_until(both_forward, 5, interval=0.2)  # stats arrive once a second
+        assert set(forwarded) == {'worker="0"', 'worker="1"'}
+        lag = await metric(api, "circle_media_worker_loop_lag_seconds")
+        assert set(lag) == {'worker="0"', 'worker="1"'}
+    finally:
+        await settle(a_therapist, ann, b_therapist, bob)
+
+
+async def test_a_killed_worker_is_restarted_and_media_resumes_without_readmission(
+    api: Api,
+) -> None:
+    sid = await api.create_session()
+    therapist, (ann, bob) = await group(api, sid, [("c1", "Ann Lee"), ("c2", "Bob Stone")])
+    people = {"t1": therapist, "c1": ann, "c2": bob}
+    try:
+        await wait_until(everyone_sees_everyone(people), 15)
+        sessions = await metric(api, "circle_media_worker_sessions")
+        serving = next(k for k, v in sessions.items() if v >= 1).split('"')[1]
+        pids = await worker_pids(api)
+        revs = {pid: c.state["rev"] for pid, c in people.items() if c.state}
+
+        os.kill(pids[serving], signal.SIGKILL)
+        killed_at = time.monotonic()
+        async def all_told() -> bool:
+            return all(c.media_resets >= 1 for c in people.values())
+
+        await wait_until(all_told, RESUME_WITHIN_S)
+        await wait_until(everyone_sees_everyone(people), RESUME_WITHIN_S)
+        resumed_s = time.monotonic() - killed_at
+        print(f"media resumed {resumed_s:.2f} s after the worker was killed")
+        assert resumed_s < RESUME_WITHIN_S, f"media back after {resumed_s:.1f} s"
+
+        for person in people.values():
+            assert person.state is not None and person.state["you"]["status"] == "admitted"
+            assert person.state["you"]["room"] == "main"
+        assert therapist.state is not None and therapist.state["waiting"] == []
+        assert all(c.state is not None and c.state["rev"] == revs[p] for p, c in people.items()
+                   if p in revs), "nothing was recorded: no re-admission, no drop"
+        new_pids = await worker_pids(api)
+        assert new_pids[serving] != pids[serving]
+        restarts = await metric(api, "circle_media_worker_restarts_total")
+        assert restarts[f'worker="{serving}"'] == 1.0
+    finally:
+        await settle(therapist, ann, bob)
+    status, data = await api.request("GET", api.attendance_query(sid, session=sid,
+                                                                 format="json"))
+    assert status == 200
+    rows = {r["participant_id"]: r for r in data["rows"]}
+    assert {p: r["modality"] for p, r in rows.items()} == dict.fromkeys(people, "audio-video")
+
