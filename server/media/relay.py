@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
 
 from server.media import aiortc_seam
+from server.media.background import Background
 from server.media.ice import enable_loopback_gathering
 from server.media.peer import RelayPeer, SdpRejected
 from server.media.routing import grant_allows, wanted_tracks
@@ -50,7 +49,7 @@ class MediaRelay:
         self._listener = listener
         self._settings = settings or RelaySettings()
         self._sessions: dict[str, _Session] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background(logger, "relay task")
         self._retired_forwarded = 0
         self._retired_dropped = 0
         if self._settings.gather_loopback:
@@ -124,10 +123,10 @@ class MediaRelay:
         """Release every session (server shutdown), and wait for background closes."""
         for session_id in list(self._sessions):
             await self.close_session(session_id)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.wait()
 
     def _release(self, peer: RelayPeer) -> None:
-        self._spawn(self._close_peer(peer))
+        self._background.spawn(self._close_peer(peer))
 
     async def _close_peer(self, peer: RelayPeer) -> None:
         self._retired_forwarded += peer.forwarded_packets()
@@ -143,7 +142,7 @@ class MediaRelay:
         def on_first_packet(kind: str) -> None:
             seen = session.published.setdefault(participant_id, set())
             seen.add("audio" if kind == "audio" else "video")
-            self._spawn(
+            self._background.spawn(
                 self._listener.media_published(session_id, participant_id, frozenset(seen))
             )
 
@@ -169,14 +168,3 @@ class MediaRelay:
                     for key in wanted_tracks(plan, pid, published)
                 }
             )
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        async def run() -> None:
-            try:
-                await coro
-            except Exception as exc:
-                logger.warning("relay listener failed (%s)", type(exc).__name__)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

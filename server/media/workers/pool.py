@@ -18,10 +18,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+from server.media.background import Background
 from server.media.report import WorkerReport
 from server.media.workers import messages as m
 from server.media.workers.channel import Channel, ChannelClosed
@@ -76,7 +76,7 @@ class WorkerPool:
         self._pins: dict[str, _Slot] = {}
         self._requests = itertools.count(1)
         self._signal_timeout_s = signal_timeout_s or settings.negotiation_timeout_s + 5
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background(log, "media pool task")
         self._closing = False
 
     async def start(self) -> None:
@@ -132,8 +132,7 @@ class WorkerPool:
     async def close(self) -> None:
         """Stop every worker (server shutdown): close the channels, then wait or kill."""
         self._closing = True
-        for task in list(self._tasks):
-            task.cancel()
+        self._background.cancel()
         for slot in self._slots:
             if slot.channel is not None:
                 slot.channel.close()
@@ -203,7 +202,7 @@ class WorkerPool:
             child.close()
         slot.started_at = time.monotonic()
         slot.channel = await Channel.over(parent, m.FROM_WORKER)
-        self._spawn(self._read(slot, slot.channel))
+        self._background.spawn(self._read(slot, slot.channel))
 
     async def _read(self, slot: _Slot, channel: Channel[m.FromWorker]) -> None:
         try:
@@ -225,11 +224,11 @@ class WorkerPool:
                 if future is not None and not future.done():
                     future.set_result(message)
             case m.RelayOffer():
-                self._spawn(self._listener.send_signal(
+                self._background.spawn(self._listener.send_signal(
                     message.session_id, message.participant_id, "offer", message.sdp))
             case m.Published():
                 kinds: frozenset[MediaKind] = frozenset(message.kinds)
-                self._spawn(self._listener.media_published(
+                self._background.spawn(self._listener.media_published(
                     message.session_id, message.participant_id, kinds))
             case m.Stats():
                 slot.stats = message
@@ -260,7 +259,7 @@ class WorkerPool:
                 continue
             self._send(slot, m.ApplyPlan.of(plan))
             for participant_id in sorted(plan.grants):
-                self._spawn(self._listener.media_reset(session_id, participant_id))
+                self._background.spawn(self._listener.media_reset(session_id, participant_id))
 
     async def _reap(self, slot: _Slot) -> int | None:
         process = slot.process
@@ -271,14 +270,3 @@ class WorkerPool:
         except TimeoutError:
             process.kill()
             return await process.wait()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        async def run() -> None:
-            try:
-                await coro
-            except Exception as exc:
-                log.warning("media pool task failed (%s)", type(exc).__name__)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

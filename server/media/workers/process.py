@@ -15,8 +15,8 @@ import os
 import socket
 import sys
 import time
-from typing import Any
 
+from server.media.background import Background
 from server.media.relay import MediaRelay
 from server.media.settings import RelaySettings
 from server.media.workers import messages as m
@@ -61,21 +61,20 @@ class Worker:
     def __init__(self, channel: Channel[m.ToWorker], settings: RelaySettings) -> None:
         self._channel = channel
         self.relay = MediaRelay(_ChannelListener(channel), settings)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background(log, "media worker task")
         self.loop_lag_ms = 0.0
 
     async def run(self) -> None:
         self._channel.send(m.Ready(pid=os.getpid()))
-        self._spawn(self._report_stats())
-        self._spawn(self._probe_lag())
+        self._background.spawn(self._report_stats())
+        self._background.spawn(self._probe_lag())
         try:
             while True:
                 await self._dispatch(await self._channel.receive())
         except ChannelClosed:
             log.info("channel closed; media worker %d stops", os.getpid())
         finally:
-            for task in list(self._tasks):
-                task.cancel()
+            self._background.cancel()
             await self.relay.close()
 
     async def _dispatch(self, message: m.ToWorker) -> None:
@@ -85,9 +84,9 @@ class Worker:
             case m.CloseSession():
                 await self.relay.close_session(message.session_id)
             case m.Signal():
-                self._spawn(self._signal(message))
+                self._background.spawn(self._signal(message))
             case m.RequestKeyframe():
-                self._spawn(self.relay.request_keyframe(message.session_id,
+                self._background.spawn(self.relay.request_keyframe(message.session_id,
                                                         message.participant_id))
 
     async def _signal(self, message: m.Signal) -> None:
@@ -121,11 +120,6 @@ class Worker:
             worst = max(worst, (time.monotonic() - due) * 1000)
             if time.monotonic() - started >= STATS_INTERVAL_S:
                 self.loop_lag_ms, worst, started = worst, 0.0, time.monotonic()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 async def _main(fd: int, settings: WorkerSettings) -> None:
