@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,6 +119,24 @@ class Api:
             if r.content_type == "application/json":
                 return r.status, await r.json()
             return r.status, await r.text()
+
+    async def metric(self, name: str) -> dict[str, float]:
+        """One metric family from /metrics, keyed by its label set (`worker="0"`)."""
+        status, text = await self.request("GET", "/metrics", headers={})
+        assert status == 200
+        return {labels: float(value) for labels, value in
+                re.findall(rf"^{name}\{{(.*?)\}} (\S+)$", text, flags=re.M)}
+
+    async def media_workers(self) -> dict[str, tuple[int, float]]:
+        """Per media worker: (pid, sessions pinned to it), from /metrics."""
+        sessions = await self.metric("circle_media_worker_sessions")
+        found = {}
+        for labels in await self.metric("circle_media_worker_info"):
+            fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            if fields.get("pid"):
+                worker = fields["worker"]
+                found[worker] = (int(fields["pid"]), sessions.get(f'worker="{worker}"', 0.0))
+        return found
 
     async def create_session(self, **overrides: Any) -> str:
         """A session that started a minute ago by the servers' clock (see tests.clock)."""

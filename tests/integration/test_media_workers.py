@@ -9,7 +9,6 @@ with SIGKILL; the server restarts it, and every participant renegotiates on its 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,20 +29,6 @@ RESUME_WITHIN_S = 5.0
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CircleServer]:
     yield from module_server(tmp_path_factory, CIRCLE_MEDIA_WORKERS="2")
-
-
-async def metric(api: Api, name: str) -> dict[str, float]:
-    """One metric family from /metrics, keyed by its label set text."""
-    status, text = await api.request("GET", "/metrics", headers={})
-    assert status == 200
-    return {labels: float(value) for labels, value in
-            re.findall(rf"^{name}\{{(.*?)\}} (\S+)$", text, flags=re.M)}
-
-
-async def worker_pids(api: Api) -> dict[str, int]:
-    info = await metric(api, "circle_media_worker_info")
-    labels = [dict(re.findall(r'(\w+)="([^"]*)"', text)) for text in info]
-    return {x["worker"]: int(x["pid"]) for x in labels if x.get("pid")}
 
 
 async def group(api: Api, sid: str, clients: list[tuple[str, str]]
@@ -75,17 +60,17 @@ async def test_sessions_are_spread_over_the_workers(api: Api) -> None:
     try:
         await wait_until(everyone_sees_everyone({"t1": a_therapist, "c1": ann}), 15)
         await wait_until(everyone_sees_everyone({"t1": b_therapist, "c2": bob}), 15)
-        sessions = await metric(api, "circle_media_worker_sessions")
+        sessions = await api.metric("circle_media_worker_sessions")
         assert sessions == {'worker="0"': 1.0, 'worker="1"': 1.0}, sessions
-        forwarded = await metric(api, "circle_media_worker_forwarded_packets_total")
+        forwarded = await api.metric("circle_media_worker_forwarded_packets_total")
 
         async def both_forward() -> bool:
-            now = await metric(api, "circle_media_worker_forwarded_packets_total")
+            now = await api.metric("circle_media_worker_forwarded_packets_total")
             return all(now.get(k, 0) > 0 for k in ('worker="0"', 'worker="1"'))
 
         await wait_until(both_forward, 5, interval=0.2)  # stats arrive once a second
         assert set(forwarded) == {'worker="0"', 'worker="1"'}
-        lag = await metric(api, "circle_media_worker_loop_lag_seconds")
+        lag = await api.metric("circle_media_worker_loop_lag_seconds")
         assert set(lag) == {'worker="0"', 'worker="1"'}
     finally:
         await settle(a_therapist, ann, b_therapist, bob)
@@ -99,9 +84,9 @@ async def test_a_killed_worker_is_restarted_and_media_resumes_without_readmissio
     people = {"t1": therapist, "c1": ann, "c2": bob}
     try:
         await wait_until(everyone_sees_everyone(people), 15)
-        sessions = await metric(api, "circle_media_worker_sessions")
-        serving = next(k for k, v in sessions.items() if v >= 1).split('"')[1]
-        pids = await worker_pids(api)
+        workers = await api.media_workers()
+        serving = next(w for w, (_, sessions) in workers.items() if sessions >= 1)
+        pids = {w: pid for w, (pid, _) in workers.items()}
         revs = {pid: c.state["rev"] for pid, c in people.items() if c.state}
 
         os.kill(pids[serving], signal.SIGKILL)
@@ -121,9 +106,8 @@ async def test_a_killed_worker_is_restarted_and_media_resumes_without_readmissio
         assert therapist.state is not None and therapist.state["waiting"] == []
         assert all(c.state is not None and c.state["rev"] == revs[p] for p, c in people.items()
                    if p in revs), "nothing was recorded: no re-admission, no drop"
-        new_pids = await worker_pids(api)
-        assert new_pids[serving] != pids[serving]
-        restarts = await metric(api, "circle_media_worker_restarts_total")
+        assert (await api.media_workers())[serving][0] != pids[serving], "a new process"
+        restarts = await api.metric("circle_media_worker_restarts_total")
         assert restarts[f'worker="{serving}"'] == 1.0
     finally:
         await settle(therapist, ann, bob)
