@@ -34,8 +34,10 @@ START_TIMEOUT_S = 30.0
 """A worker imports aiortc and binds nothing until asked: a second or two, even loaded."""
 STOP_TIMEOUT_S = 5.0
 RESTART_BACKOFF_S = 1.0
-"""A worker that dies within `CRASH_LOOP_S` of its start waits this long before the next."""
+"""The first restart is immediate; a worker that keeps dying within `CRASH_LOOP_S` of its
+start waits 1 s, 2 s, 4 s ... (at most `MAX_BACKOFF_S`) before the next."""
 CRASH_LOOP_S = 5.0
+MAX_BACKOFF_S = 10.0
 
 
 class WorkerGone(ValueError):
@@ -54,12 +56,17 @@ class _Slot:
     process: asyncio.subprocess.Process | None = None
     channel: Channel[m.FromWorker] | None = None
     pid: int | None = None
+    booted: asyncio.Event = field(default_factory=asyncio.Event)
+    """The process said `Ready`."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Booted and holding its sessions' plans: SDP for them may be sent."""
     started_at: float = 0.0
     sessions: set[str] = field(default_factory=set)
     pending: dict[int, asyncio.Future[m.SignalReply]] = field(default_factory=dict)
     stats: m.Stats | None = None
     restarts: int = 0
+    quick_deaths: int = 0
+    """Consecutive deaths within CRASH_LOOP_S of a start."""
 
 
 class WorkerPool:
@@ -82,7 +89,9 @@ class WorkerPool:
     async def start(self) -> None:
         """Start every worker and wait until each says it is ready."""
         await asyncio.gather(*(self._launch(slot) for slot in self._slots))
-        await asyncio.gather(*(self._wait_ready(slot) for slot in self._slots))
+        await asyncio.gather(*(self._wait(slot.booted, slot) for slot in self._slots))
+        for slot in self._slots:
+            slot.ready.set()
         log.info("%d media worker(s) ready (pids %s)", len(self._slots),
                  ", ".join(str(s.pid) for s in self._slots))
 
@@ -184,8 +193,11 @@ class WorkerPool:
             slot.channel.send(message)
 
     async def _wait_ready(self, slot: _Slot) -> None:
+        await self._wait(slot.ready, slot)
+
+    async def _wait(self, event: asyncio.Event, slot: _Slot) -> None:
         try:
-            await asyncio.wait_for(slot.ready.wait(), START_TIMEOUT_S)
+            await asyncio.wait_for(event.wait(), START_TIMEOUT_S)
         except TimeoutError:
             raise WorkerGone(f"media worker {slot.index} is not running") from None
 
@@ -218,7 +230,7 @@ class WorkerPool:
         match message:
             case m.Ready():
                 slot.pid = message.pid
-                slot.ready.set()
+                slot.booted.set()
             case m.SignalReply():
                 future = slot.pending.get(message.request)
                 if future is not None and not future.done():
@@ -234,32 +246,42 @@ class WorkerPool:
                 slot.stats = message
 
     async def _restart(self, slot: _Slot, reason: str) -> None:
-        """Replace a dead worker and bring its sessions' media back without re-admission."""
+        """Replace a dead worker and bring its sessions' media back without re-admission.
+
+        Participants are told at once (`media_reset`), so their new peer connections are
+        made while the new process starts; their offers wait until it holds the plans.
+        """
         slot.ready.clear()
+        slot.booted.clear()
         for future in slot.pending.values():
             if not future.done():
                 future.set_exception(WorkerGone("the media relay restarted; offer again"))
+        for session_id in sorted(slot.sessions):
+            plan = self._plans.get(session_id)
+            for participant_id in sorted(plan.grants) if plan else ():
+                self._background.spawn(self._listener.media_reset(session_id, participant_id))
         returncode = await self._reap(slot)
         slot.restarts += 1
         log.warning("media worker %d (pid %s) stopped (%s, exit %s); restarting it for %d "
                     "session(s)", slot.index, slot.pid, reason, returncode, len(slot.sessions))
-        if time.monotonic() - slot.started_at < CRASH_LOOP_S:
-            await asyncio.sleep(RESTART_BACKOFF_S)
+        quick = time.monotonic() - slot.started_at < CRASH_LOOP_S
+        slot.quick_deaths = slot.quick_deaths + 1 if quick else 0
+        if slot.quick_deaths > 1:
+            await asyncio.sleep(min(RESTART_BACKOFF_S * 2 ** (slot.quick_deaths - 2),
+                                    MAX_BACKOFF_S))
         slot.pid, slot.stats = None, None
         try:
             await self._launch(slot)
-            await self._wait_ready(slot)
+            await self._wait(slot.booted, slot)
         except (OSError, WorkerGone) as exc:
             log.error("media worker %d could not be restarted (%s)", slot.index,
                       type(exc).__name__)
             return
         for session_id in sorted(slot.sessions):
             plan = self._plans.get(session_id)
-            if plan is None:
-                continue
-            self._send(slot, m.ApplyPlan.of(plan))
-            for participant_id in sorted(plan.grants):
-                self._background.spawn(self._listener.media_reset(session_id, participant_id))
+            if plan is not None:
+                self._send(slot, m.ApplyPlan.of(plan))
+        slot.ready.set()
 
     async def _reap(self, slot: _Slot) -> int | None:
         process = slot.process
