@@ -100,14 +100,6 @@ class MediaRelay:
         if session is not None:
             await asyncio.gather(*(self._close_peer(peer) for peer in session.peers.values()))
 
-    async def request_keyframe(self, session_id: str, participant_id: str) -> None:
-        """Ask a publisher for a keyframe now (throttled like subscribers' PLIs)."""
-        peer = self.peer(session_id, participant_id)
-        if peer is not None:
-            ingress = peer.ingresses.get("video")
-            if ingress is not None:
-                await ingress.request_keyframe()
-
     def counters(self) -> RelayCounters:
         """Totals since start, for /metrics (live peers plus those already closed)."""
         forwarded, dropped = self._retired_forwarded, self._retired_dropped

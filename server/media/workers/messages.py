@@ -1,8 +1,10 @@
 """The typed messages between the control plane and a media worker, both directions.
 
-The channel is deliberately narrow: media plans, SDP, session closes, stats and keyframe
-requests. Nothing in it carries a name or any other PHI: participants are the ids the
-plans already use, and no message is ever logged with its content.
+The channel is deliberately narrow: media plans, SDP, session closes and stats. Keyframe
+requests never cross it: a subscriber's PLI and a new subscriber's wait for a keyframe are
+handled inside the worker that holds both ends. Nothing in it carries a name or any other
+PHI: participants are the ids the plans already use, and no message is ever logged with
+its content.
 """
 
 from __future__ import annotations
@@ -62,14 +64,6 @@ class CloseSession(_Message):
     session_id: str
 
 
-class RequestKeyframe(_Message):
-    """Ask a publisher for a keyframe now (e.g. after its subscribers were re-routed)."""
-
-    type: Literal["request_keyframe"] = "request_keyframe"
-    session_id: str
-    participant_id: str
-
-
 # -- worker -> control plane ----------------------------------------------------------------
 
 
@@ -115,7 +109,7 @@ class Stats(_Message):
     loop_lag_ms: float
 
 
-ToWorker = Annotated[ApplyPlan | Signal | CloseSession | RequestKeyframe,
+ToWorker = Annotated[ApplyPlan | Signal | CloseSession,
                      Field(discriminator="type")]
 FromWorker = Annotated[Ready | SignalReply | RelayOffer | Published | Stats,
                        Field(discriminator="type")]

@@ -132,12 +132,6 @@ class WorkerPool:
             self._send(slot, m.CloseSession(session_id=session_id))
         self._unpin(session_id)
 
-    async def request_keyframe(self, session_id: str, participant_id: str) -> None:
-        slot = self._pins.get(session_id)
-        if slot is not None:
-            self._send(slot, m.RequestKeyframe(session_id=session_id,
-                                               participant_id=participant_id))
-
     async def close(self) -> None:
         """Stop every worker (server shutdown): close the channels, then wait or kill."""
         self._closing = True

@@ -85,9 +85,6 @@ class Worker:
                 await self.relay.close_session(message.session_id)
             case m.Signal():
                 self._background.spawn(self._signal(message))
-            case m.RequestKeyframe():
-                self._background.spawn(self.relay.request_keyframe(message.session_id,
-                                                        message.participant_id))
 
     async def _signal(self, message: m.Signal) -> None:
         try:
