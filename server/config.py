@@ -92,8 +92,9 @@ class Settings(BaseSettings):
 
     @property
     def media_worker_count(self) -> int:
+        """One per core this process may run on (its affinity mask, not the host's count)."""
         if self.media_workers is None:
-            return os.cpu_count() or 1
+            return len(os.sched_getaffinity(0)) or 1
         return self.media_workers
 
     @property
