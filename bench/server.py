@@ -13,19 +13,29 @@ recorded per forwarded packet (`RelayLatencyProbe`, bench-only: it wraps
 `Ingress._handle_rtp_packet` from here; server/media is not changed).
 `--mode janus` runs Janus 1.1's videoroom (`bench.janus_sfu`) and translates this
 protocol to its HTTP API; CPU is then measured on the Janus process (`stats` names its pid).
+`--mode forward --relay workers:N` (or BENCH_RELAY_WORKERS=N in the environment, which
+`bench.relay` passes through) drives a real `server.media.workers.pool.WorkerPool` of N
+worker processes instead of an in-process `MediaRelay`; the workers run
+`bench.relay_worker` (the real worker plus the bench's buffer, probe and dump hooks).
+`stats` then names the workers' pids (`pids`; `pid` is worker 0's) and merges their
+forwarded counters and latency samples.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
+import shutil
 import signal
 import socket
 import struct
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -151,9 +161,10 @@ class Server:
         """The process whose CPU is the SFU's (this one, or Janus)."""
         return os.getpid()
 
-    def stats(self, reset: bool) -> dict[str, Any]:
+    async def stats(self, reset: bool) -> dict[str, Any]:
         out: dict[str, Any] = {"t": "stats", "forwarded": self.forwarded(),
-                               "pid": self.measured_pid()}
+                               "pid": self.measured_pid(), "pids": [self.measured_pid()],
+                               "parent_pid": os.getpid()}
         if self.probe is not None:
             out["relay_forward_ns"] = self.probe.forward.take(reset)
             out["relay_ingress_ns"] = self.probe.ingress.take(reset)
@@ -166,7 +177,7 @@ class Server:
                 await self.plan(message["s"], message["pids"])
                 wire.send(writer, {"t": "ok"})
             elif kind == "stats":
-                wire.send(writer, self.stats(bool(message.get("reset"))))
+                wire.send(writer, await self.stats(bool(message.get("reset"))))
             elif kind in ("offer", "answer"):
                 key = (message["s"], message["p"])
                 self.owners[key] = writer
@@ -221,6 +232,111 @@ class ForwardServer(Server):
                 if peer is not None:
                     total += sum(e.packets_sent for e in peer.egresses.values())
         return total
+
+
+class WorkersServer(Server):
+    """Our relay as N worker processes: a real `WorkerPool`, through the `Relay` seam only.
+
+    The pool launches `bench.relay_worker` in place of `server.media.workers.process` (same
+    arguments), which adds the bench's hooks to the real worker: 4 MiB UDP receive buffers,
+    the latency probe (BENCH_RELAY_LATENCY), optional pinning (BENCH_WORKER_CPUS) and a
+    dump of its counters and samples on SIGUSR1/SIGUSR2 (see that module). CPU is the
+    workers' (`pids`); this process only relays SDP and plans, idle in steady state.
+    """
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        from server.media.workers.pool import WorkerPool
+        from server.media.workers.settings import WorkerSettings
+
+        settings = WorkerSettings.of(RelaySettings.for_loopback(), "WARNING")
+        self.pool = WorkerPool(self, settings, count)
+        self.dump_dir = Path(tempfile.mkdtemp(prefix="bench-workers-"))
+        self.sessions: dict[str, list[str]] = {}
+        self.resets = 0
+
+    async def start(self) -> None:
+        real_exec = asyncio.create_subprocess_exec
+
+        async def exec_bench_worker(program: Any, *args: Any,
+                                    **kwargs: Any) -> asyncio.subprocess.Process:
+            args = tuple("bench.relay_worker" if a == "server.media.workers.process" else a
+                         for a in args)
+            return await real_exec(program, *args, **kwargs)
+
+        asyncio.create_subprocess_exec = exec_bench_worker
+        os.environ["BENCH_WORKER_DUMP_DIR"] = str(self.dump_dir)
+        await self.pool.start()
+
+    async def send_signal(self, session_id: str, participant_id: str, kind: SignalType,
+                          sdp: str) -> None:
+        self.to_client((session_id, participant_id), {"t": kind, "sdp": sdp})
+
+    async def media_published(self, session_id: str, participant_id: str,
+                              kinds: frozenset[MediaKind]) -> None:
+        pass
+
+    async def media_reset(self, session_id: str, participant_id: str) -> None:
+        self.resets += 1  # a worker died: the bench does not re-offer, the run is void
+
+    async def plan(self, session: str, pids: list[str]) -> None:
+        self.sessions[session] = pids
+        grants = {p: MediaGrant(p, "main", True, True) for p in pids}
+        await self.pool.apply_plan(MediaPlan(session_id=session, grants=grants))
+
+    async def offer(self, key: Key, sdp: str) -> str:
+        answer = await self.pool.signal(key[0], key[1], "offer", sdp)
+        assert answer is not None
+        return answer
+
+    async def answer(self, key: Key, sdp: str) -> None:
+        await self.pool.signal(key[0], key[1], "answer", sdp)
+
+    def worker_pids(self) -> list[int]:
+        return [r.pid for r in self.pool.reports() if r.pid is not None]
+
+    def measured_pid(self) -> int:
+        pids = self.worker_pids()
+        return pids[0] if pids else os.getpid()
+
+    async def stats(self, reset: bool) -> dict[str, Any]:
+        """Signal every worker to dump, wait for the files, merge (samples by weight)."""
+        pids = self.worker_pids()
+        for pid in pids:
+            (self.dump_dir / f"{pid}.json").unlink(missing_ok=True)
+            os.kill(pid, signal.SIGUSR1 if reset else signal.SIGUSR2)
+        dumps: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 10
+        for pid in pids:
+            path = self.dump_dir / f"{pid}.json"
+            while not path.exists() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            dumps.append(json.loads(path.read_text()) if path.exists() else {})
+        out: dict[str, Any] = {
+            "t": "stats", "forwarded": sum(int(d.get("forwarded", 0)) for d in dumps),
+            "pid": self.measured_pid(), "pids": pids, "parent_pid": os.getpid(),
+            "resets": self.resets,
+            "workers": [{"pid": r.pid, "sessions": r.sessions, "peers": r.peers,
+                         "loop_lag_ms": d.get("loop_lag_ms")}
+                        for r, d in zip(self.pool.reports(), dumps, strict=False)],
+        }
+        if any("relay_forward_ns" in d for d in dumps):
+            out["relay_forward_ns"] = _merge(dumps, "relay_forward_ns", "forward_seen")
+            out["relay_ingress_ns"] = _merge(dumps, "relay_ingress_ns", "ingress_seen")
+        return out
+
+
+def _merge(dumps: list[dict[str, Any]], key: str, seen: str) -> list[int]:
+    """Pool per-worker reservoirs into one sample weighted by each worker's packet count."""
+    total = sum(int(d.get(seen, 0)) for d in dumps)
+    out: list[int] = []
+    for d in dumps:
+        values = d.get(key, [])
+        if not values or not total:
+            continue
+        share = min(len(values), max(1, round(SAMPLE_CAP * int(d.get(seen, 0)) / total)))
+        out += values if share >= len(values) else random.sample(values, share)
+    return out
 
 
 class BaselineServer(Server):
@@ -335,9 +451,32 @@ class JanusServer(Server):
         await self.janus.start_subscriber(self.subscribers[key], sdp)
 
 
-async def serve(mode: str) -> None:
+def worker_count(relay: str) -> int:
+    """`--relay inproc` -> 0, `--relay workers:N` -> N; BENCH_RELAY_WORKERS=N overrides."""
+    env = os.environ.get("BENCH_RELAY_WORKERS", "")
+    if env:
+        return int(env)
+    if relay == "inproc":
+        return 0
+    kind, _, count = relay.partition(":")
+    if kind != "workers" or not count.isdigit() or int(count) < 1:
+        raise SystemExit(f"--relay {relay!r}: use inproc or workers:N (N >= 1)")
+    return int(count)
+
+
+async def serve(mode: str, workers: int = 0) -> None:
     server: Server
-    if mode == "forward":
+    if mode == "forward" and workers:
+        pool = WorkersServer(workers)
+
+        def stop_pool() -> None:
+            shutil.rmtree(pool.dump_dir, ignore_errors=True)
+            sys.exit(0)  # the workers exit when their channels close with this process
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop_pool)
+        await pool.start()
+        server = pool
+    elif mode == "forward":
         server = ForwardServer()
         if os.environ.get("BENCH_RELAY_LATENCY", "") not in ("", "0"):
             server.probe = RelayLatencyProbe()
@@ -363,20 +502,24 @@ async def serve(mode: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", choices=("forward", "baseline", "janus"), default="forward")
+    parser.add_argument("--relay", default="inproc",
+                        help="forward mode: inproc (MediaRelay in this process) or workers:N "
+                             "(a WorkerPool of N processes); env BENCH_RELAY_WORKERS=N wins")
     args = parser.parse_args()
+    workers = worker_count(args.relay) if args.mode == "forward" else 0
     from bench.client import enable_loopback_gathering
 
     enable_loopback_gathering()
     profile_to = os.environ.get("BENCH_PROFILE")
     if not profile_to:
-        asyncio.run(serve(args.mode))
+        asyncio.run(serve(args.mode, workers))
         return
     import cProfile
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     profiler = cProfile.Profile()
     try:
-        profiler.runcall(asyncio.run, serve(args.mode))
+        profiler.runcall(asyncio.run, serve(args.mode, workers))
     finally:
         profiler.dump_stats(profile_to)
 
