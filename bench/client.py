@@ -37,6 +37,7 @@ from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, HeaderExtensions, RtcpPsfbP
 
 from bench import wire
 from bench.clip import AUDIO_PTIME, Clip, read_clip
+from server.media.keyframe import starts_keyframe
 
 MAGIC = b"\xcb\x42"
 TRAILER = struct.Struct("!2sq")
@@ -56,6 +57,57 @@ def enable_loopback_gathering() -> None:
     aioice.ice.get_host_addresses = loopback_only
 
 
+class FirstPackets:
+    """Per received SSRC: when its first packet, first keyframe start and first complete
+    keyframe arrived (`time.monotonic()`; CLOCK_MONOTONIC is shared by all processes).
+
+    A keyframe counts as complete at the packet with the marker bit set that carries the
+    keyframe's RTP timestamp: with no loss in between, that is when a decoder could show
+    its first frame (no decoder runs in the bench). Streams are dropped from the watch
+    list once their keyframe is complete, so this costs nothing in steady state.
+    """
+
+    def __init__(self) -> None:
+        self.kinds: dict[int, str] = {}
+        """payload type -> mime type, learnt from the receivers' negotiated parameters."""
+        self.streams: dict[int, dict[str, Any]] = {}
+        self._watch: dict[int, dict[str, Any]] = {}
+
+    def first(self, packet: RtpPacket, now: float) -> None:
+        mime = self.kinds.get(packet.payload_type, "")
+        entry: dict[str, Any] = {"mime": mime, "first": now, "key_start": None,
+                                 "key_done": None, "key_ts": None, "key_starts": 0,
+                                 "seq0": packet.sequence_number}
+        self.streams[packet.ssrc] = entry
+        if mime.lower().startswith("video/"):
+            self._watch[packet.ssrc] = entry
+            self.watch(packet, now)
+        else:
+            entry["key_start"] = entry["key_done"] = now
+
+    def watch(self, packet: RtpPacket, now: float) -> None:
+        entry = self._watch.get(packet.ssrc)
+        if entry is None:
+            return
+        if entry["key_ts"] is None:
+            if not starts_keyframe(entry["mime"], packet.payload):
+                return
+            entry["key_ts"], entry["key_start"] = packet.timestamp, now
+            entry["key_starts"] += 1
+        elif packet.timestamp != entry["key_ts"] and starts_keyframe(entry["mime"],
+                                                                    packet.payload):
+            # The previous keyframe's last packet never came (lost): wait for this one.
+            entry["key_ts"] = packet.timestamp
+            entry["key_starts"] += 1
+        if packet.marker and packet.timestamp == entry["key_ts"]:
+            entry["key_done"] = now
+            del self._watch[packet.ssrc]
+
+    @property
+    def watching(self) -> bool:
+        return bool(self._watch)
+
+
 class Counter:
     """Sits in the router where aiortc's decoding receivers would; counts by SSRC."""
 
@@ -63,6 +115,7 @@ class Counter:
         self.streams: dict[int, list[int]] = {}
         """ssrc -> [packets, highest extended seq, bytes]."""
         self._worker = worker
+        self.firsts = FirstPackets()
 
     def _handle_disconnect(self) -> None:
         pass
@@ -76,7 +129,10 @@ class Counter:
         seq = packet.sequence_number
         if stream is None:
             self.streams[packet.ssrc] = [1, seq, len(packet.payload)]
+            self.firsts.first(packet, now / 1e9)
         else:
+            if self.firsts.watching:
+                self.firsts.watch(packet, now / 1e9)
             stream[0] += 1
             stream[2] += len(packet.payload)
             high = stream[1]
@@ -103,7 +159,11 @@ class Publisher:
     async def _handle_rtcp_packet(self, packet: object) -> None:
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             now = time.monotonic()
-            if now - self._last_restart > 0.5:
+            accepted = now - self._last_restart >= self._client.worker.pli_interval
+            plis = self._client.timeline["pli_in"]
+            if len(plis) < 50:
+                plis.append([round(now, 4), accepted])
+            if accepted:
                 self._last_restart = now
                 self._restart = True
 
@@ -134,6 +194,8 @@ class Publisher:
                 await asyncio.sleep(delay)
             due += period
             if self._restart or index >= len(frames):
+                if self._restart and len(self._client.timeline["restarts"]) < 50:
+                    self._client.timeline["restarts"].append(round(time.monotonic(), 4))
                 self._restart = False
                 index = 0
             payloads = frames[index]
@@ -180,11 +242,32 @@ class BenchClient:
         connection (Janus subscribes on a connection of its own, it offers)."""
         self.lock = asyncio.Lock()
         self.stable = asyncio.Event()
+        self.timeline: dict[str, Any] = {
+            "offer": None, "offer_sent": None, "answer": None, "answer_applied": None,
+            "ice": None, "dtls": None, "sub_ice": None, "sub_dtls": None,
+            "server_offers": [], "pli_in": [], "restarts": [],
+        }
+        """`time.monotonic()` of each step of the join (bench.first_packet reads it)."""
+        self._watch_states(self.pc, "")
         for kind, mime in (("audio", "audio/opus"), ("video", "video/VP8")):
             transceiver = self.pc.addTransceiver(kind, direction="sendonly")
             caps = [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType == mime]
             transceiver.setCodecPreferences(caps)
         self._hook()
+
+    def _watch_states(self, pc: RTCPeerConnection, prefix: str) -> None:
+        timeline = self.timeline
+
+        def on_ice() -> None:
+            if pc.iceConnectionState == "completed" and timeline[prefix + "ice"] is None:
+                timeline[prefix + "ice"] = time.monotonic()
+
+        def on_connection() -> None:
+            if pc.connectionState == "connected" and timeline[prefix + "dtls"] is None:
+                timeline[prefix + "dtls"] = time.monotonic()
+
+        pc.on("iceconnectionstatechange", on_ice)
+        pc.on("connectionstatechange", on_connection)
 
     def _hook(self, pc: RTCPeerConnection | None = None) -> None:
         """Replace aiortc's encoder loop and decoder with the replayer and the counter."""
@@ -194,6 +277,9 @@ class BenchClient:
             if "receive" not in vars(receiver):
 
                 async def receive(params: RTCRtpReceiveParameters, r: Any = receiver) -> None:
+                    for codec in params.codecs:
+                        if codec.payloadType is not None:
+                            self.counter.firsts.kinds[codec.payloadType] = codec.mimeType
                     r.transport._register_rtp_receiver(self.counter, params)
                     self._raise_buffers(r.transport)
 
@@ -218,18 +304,23 @@ class BenchClient:
 
     async def join(self) -> None:
         async with self.lock:
+            self.timeline["offer"] = time.monotonic()
             await self.pc.setLocalDescription(await self.pc.createOffer())
             self._hook()
             offer = self.pc.localDescription.sdp
+            self.timeline["offer_sent"] = time.monotonic()
             answer = await self.worker.request(
                 {"t": "offer", "s": self.session, "p": self.pid, "sdp": offer}
             )
+            self.timeline["answer"] = time.monotonic()
             remote = RTCSessionDescription(answer["sdp"], "answer")
             await self.pc.setRemoteDescription(remote)
             self._hook()
+            self.timeline["answer_applied"] = time.monotonic()
             self.stable.set()
 
     async def handle_offer(self, sdp: str) -> str:
+        received = time.monotonic()
         await self.stable.wait()
         async with self.lock:
             pc = self.pc
@@ -238,17 +329,23 @@ class BenchClient:
                     self.sub_pc = RTCPeerConnection(
                         RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
                     )
+                    self._watch_states(self.sub_pc, "sub_")
                 pc = self.sub_pc
             await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
             self._hook(pc)
             await pc.setLocalDescription(await pc.createAnswer())
+            self.timeline["server_offers"].append(
+                [received, time.monotonic(), sdp.count("\nm="), len(sdp)])
             return str(pc.localDescription.sdp)
 
 
 class Worker:
     """The process: its clients, one TCP link to the relay server, stdin from the harness."""
 
-    def __init__(self, clip: Clip, trailer: bool, separate_subscriber: bool = False) -> None:
+    def __init__(self, clip: Clip, trailer: bool, separate_subscriber: bool = False,
+                 pli_interval: float = 0.5) -> None:
+        self.pli_interval = pli_interval
+        """A publisher restarts its clip (a keyframe) on PLI/FIR at most this often."""
         self.clip = clip
         self.trailer = trailer
         self.separate_subscriber = separate_subscriber
@@ -325,6 +422,15 @@ class Worker:
                 reply: dict[str, Any] = {"t": "joined"}
             elif command["t"] == "stats":
                 reply = self.stats(bool(command.get("reset")))
+            elif command["t"] == "timeline":
+                reply = {
+                    f"{s}/{p}": {**c.timeline, "streams": {
+                        str(ssrc): {**entry, "count": c.counter.streams[ssrc][0],
+                                    "high": c.counter.streams[ssrc][1]}
+                        for ssrc, entry in c.counter.firsts.streams.items()
+                    }}
+                    for (s, p), c in self.clients.items()
+                }
             else:
                 break
             sys.stdout.write(wire.json_line(reply))
@@ -342,9 +448,12 @@ def main() -> None:
     parser.add_argument("--trailer", action="store_true")
     parser.add_argument("--separate-subscriber", action="store_true",
                         help="receive on a second connection the server offers (Janus)")
+    parser.add_argument("--pli-interval", type=float, default=0.5,
+                        help="restart the clip on PLI/FIR at most this often (seconds)")
     args = parser.parse_args()
     enable_loopback_gathering()
-    worker = Worker(read_clip(args.clip), args.trailer, args.separate_subscriber)
+    worker = Worker(read_clip(args.clip), args.trailer, args.separate_subscriber,
+                    args.pli_interval)
     asyncio.run(worker.run(args.port))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,29 @@ OnPublicationsChanged = Callable[[], None]
 SENDING_DIRECTIONS = ("sendonly", "sendrecv")
 USABLE_FINGERPRINTS = ("sha-256", "sha-384", "sha-512")
 _track_numbers = itertools.count(1)
+
+
+_sdp_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _sdp_gate() -> asyncio.Lock:
+    """One CPU-bound SDP step at a time per event loop, across all peers.
+
+    Applying a description and creating an offer or answer are CPU-bound chunks of 5-25 ms
+    each with a dozen participants (several times that on a loaded machine). When a dozen
+    participants join at once, every peer's step is ready in the same loop iteration and
+    the loop would run them back to back while packets (DTLS handshakes, first forwarded
+    packets, PLIs) wait behind all of them. Taking turns leaves at most one chunk between
+    two rounds of packet handling; the total work is the same. Steps that may wait on the
+    network (candidate gathering in setLocalDescription) stay outside the gate.
+    """
+    loop = asyncio.get_running_loop()
+    gate = _sdp_gates.get(loop)
+    if gate is None:
+        gate = _sdp_gates[loop] = asyncio.Lock()
+    return gate
 
 
 class SdpRejected(ValueError):
@@ -133,10 +157,13 @@ class RelayPeer:
                 raise SdpRejected("no relay offer is outstanding")
             filtered = ice.filter_remote_candidates(sdp, self._settings.allowed_networks)
             try:
-                await asyncio.wait_for(
-                    pc.setRemoteDescription(RTCSessionDescription(sdp=filtered, type="answer")),
-                    self._settings.negotiation_timeout_s,
-                )
+                async with _sdp_gate():
+                    await asyncio.wait_for(
+                        pc.setRemoteDescription(
+                            RTCSessionDescription(sdp=filtered, type="answer")
+                        ),
+                        self._settings.negotiation_timeout_s,
+                    )
             except Exception as exc:
                 logger.info("answer rejected (%s)", type(exc).__name__)
                 await self._reset()
@@ -164,13 +191,16 @@ class RelayPeer:
         pc = self._pc
         if pc.signalingState != "stable":
             raise SdpRejected("a relay offer is outstanding; answer it first")
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=filtered, type="offer"))
-        # No await between here and the hooks: aiortc's connect task must find them.
-        directions = {m.rtp.muxId: m.direction for m in media}
-        for transceiver in pc.getTransceivers():
-            self._adopt(transceiver, directions)
-            aiortc_seam.guard_rtp_parsing(transceiver.receiver.transport)
-        answer = await pc.createAnswer()
+        async with _sdp_gate():
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=filtered, type="offer"))
+            # No await between here and the hooks: aiortc's connect task must find them.
+            directions = {m.rtp.muxId: m.direction for m in media}
+            for transceiver in pc.getTransceivers():
+                self._adopt(transceiver, directions)
+                aiortc_seam.guard_rtp_parsing(transceiver.receiver.transport)
+            answer = await pc.createAnswer()
+        # Outside the gate: the first setLocalDescription gathers candidates, which with
+        # STUN/TURN servers waits on the network, and must not hold up other peers.
         await pc.setLocalDescription(answer)
         self._remote_ufrag = ufrag
         return str(pc.localDescription.sdp)
@@ -263,14 +293,17 @@ class RelayPeer:
                 return
             if pc.signalingState != "stable" or pc.remoteDescription is None:
                 return
-            self._dirty = False
-            if not self._sync_slots(pc):
-                return
             try:
-                offer = await asyncio.wait_for(
-                    aiortc_seam.create_offer(pc), self._settings.negotiation_timeout_s
-                )
-                await asyncio.wait_for(
+                async with _sdp_gate():
+                    if self._closed or self._pc is not pc:
+                        return
+                    self._dirty = False
+                    if not self._sync_slots(pc):
+                        return
+                    offer = await asyncio.wait_for(
+                        aiortc_seam.create_offer(pc), self._settings.negotiation_timeout_s
+                    )
+                await asyncio.wait_for(  # may gather (new transports): not under the gate
                     pc.setLocalDescription(offer), self._settings.negotiation_timeout_s
                 )
             except Exception as exc:
