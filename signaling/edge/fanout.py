@@ -78,6 +78,10 @@ class Fanout:
     def get(self, sid: str) -> Connection | None:
         return self._conns.get(sid)
 
+    def connection_of(self, session_id: str, participant_id: str) -> Connection | None:
+        sid = self._by_participant.get((session_id, participant_id))
+        return None if sid is None else self._conns.get(sid)
+
     def is_current(self, sid: str) -> bool:
         return sid in self._conns
 

@@ -88,8 +88,15 @@ class MediaCoordinator:
     async def send_signal(
         self, session_id: str, participant_id: str, kind: SignalType, sdp: str
     ) -> None:
-        await self._fanout.to_participant(session_id, participant_id, "signal",
-                                          {"type": kind, "sdp": sdp})
+        conn = self._fanout.connection_of(session_id, participant_id)
+        if conn is None:
+            return
+        # Never before the answer to the participant's own offer: a media worker's answer
+        # and its next offer arrive together, and an offer that overtook the answer would
+        # meet the client in have-local-offer (glare: the browser rolls back, then refuses
+        # the late answer in "stable").
+        async with conn.signal_lock:
+            await self._fanout.emit(conn.sid, "signal", {"type": kind, "sdp": sdp})
 
     async def media_published(
         self, session_id: str, participant_id: str, kinds: frozenset[MediaKind]

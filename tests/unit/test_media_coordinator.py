@@ -42,9 +42,14 @@ class SlowRelay:
 class Emits:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, Any]] = []
+        self.connections: dict[tuple[str, str], Connection] = {}
 
     async def emit(self, sid: str, event: str, data: Any) -> None:
+        await asyncio.sleep(0)  # a socket write yields, as python-socketio's does
         self.sent.append((sid, event, data))
+
+    def connection_of(self, session_id: str, participant_id: str) -> Connection | None:
+        return self.connections.get((session_id, participant_id))
 
 
 def coordinator() -> tuple[MediaCoordinator, SlowRelay, Emits]:
@@ -96,3 +101,34 @@ async def test_an_ended_session_closes_its_media_once() -> None:
     media.update(s.state)
     await media.close()
     assert relay.log == ["close"], "the close replaced the plan not yet sent; sent once"
+
+
+class OffersRightAfterAnswering(SlowRelay):
+    """A worker's answer and its next offer arrive together: the offer is sent while the
+    answer is still on its way to the client."""
+
+    def __init__(self, media: list[MediaCoordinator]) -> None:
+        super().__init__()
+        self.media = media
+        self.offer: asyncio.Future[None] | None = None
+        self.release.set()
+
+    async def signal(self, session_id: str, participant_id: str, kind: SignalType,
+                     sdp: str) -> str | None:
+        self.offer = asyncio.ensure_future(self.media[0].send_signal(
+            session_id, participant_id, "offer", "relay-offer-sdp"))
+        await asyncio.sleep(0)
+        return "answer-sdp"
+
+
+async def test_a_relay_offer_never_overtakes_the_answer_to_the_clients_offer() -> None:
+    holder: list[MediaCoordinator] = []
+    relay, emits = OffersRightAfterAnswering(holder), Emits()
+    media = MediaCoordinator(emits, hub=None, relay=relay)  # type: ignore[arg-type]
+    holder.append(media)
+    conn = Connection("sid1", "s1", "t1", "therapist", TokenBucket(1, 1))
+    emits.connections[("s1", "t1")] = conn
+    assert (await media.signal(conn, c.Signal("offer", "v=0"))) == {"ok": True}
+    assert relay.offer is not None
+    await relay.offer
+    assert [data["type"] for _, _, data in emits.sent] == ["answer", "offer"]
