@@ -1,20 +1,34 @@
-"""Micro-benchmark of the relay's own per-packet work, without sockets, SRTP or clients.
+"""Micro-benchmark of the relay's own per-packet work, without clients.
 
-    .venv/bin/python -m bench.hotpath [--fanout 11] [--packets 20000]
+    .venv/bin/python -m bench.hotpath [--fanout 11] [--packets 20000] [--transport real]
 
 Feeds parsed RTP packets (with mid, abs-send-time and transport-cc extensions, as
-browsers send) to one `Ingress` with `fanout` bound `Egress`es whose transport only
-records the bytes. Measures CPU time per forwarded packet of forwarder + rewrite code:
-a noise-resistant ratio between versions of the hot path (run it in two checkouts).
+browsers send) to one `Ingress` with `fanout` bound `Egress`es. Measures CPU time per
+forwarded packet: a noise-resistant ratio between versions of the hot path (run it in two
+checkouts, or under `valgrind --tool=callgrind` for instruction counts).
+
+`--transport null` (default): each egress transport only records the bytes (forwarder +
+rewrite code alone, no SRTP, no sockets). `--transport real`: each egress gets a real
+`RTCDtlsTransport` marked connected, with a real SRTP session (the profile aiortc
+negotiates first, AES-256-GCM here) and a nominated aioice candidate pair whose UDP socket
+sends to a local sink socket: the whole per-subscriber send path, aiortc's and aioice's
+layers, pylibsrtp and the `sendto` syscall included (the sink is drained between batches
+and not counted). Receive-side costs (SRTP unprotect, parsing, aioice) are not included:
+the packets enter at `Ingress._handle_rtp_packet`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import time
 from typing import Any
 
+from aioice import Candidate
+from aioice.ice import CandidatePair, StunProtocol
+from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
+from aiortc.rtcdtlstransport import SRTP_PROFILES, State
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
@@ -23,6 +37,7 @@ from aiortc.rtcrtpparameters import (
     RTCRtpSendParameters,
 )
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket
+from pylibsrtp import Policy, Session
 
 from server.media.forwarder import Egress, Ingress
 
@@ -53,12 +68,56 @@ class NullTransport:
         self.sent += 1
 
 
-async def measure(fanout: int, packets: int) -> float:
+_CERTIFICATE: RTCCertificate | None = None
+
+
+async def real_transport(sink: socket.socket) -> RTCDtlsTransport:
+    """A connected-looking RTCDtlsTransport whose SRTP and UDP paths are the real ones."""
+    global _CERTIFICATE
+    if _CERTIFICATE is None:
+        _CERTIFICATE = RTCCertificate.generateCertificate()
+    ice = RTCIceTransport(RTCIceGatherer(iceServers=[]))
+    dtls = RTCDtlsTransport(ice, [_CERTIFICATE])
+    profile = SRTP_PROFILES[0]
+    policy = Policy(key=bytes(range(profile.key_length + profile.salt_length)),
+                    ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile.libsrtp_profile)
+    policy.allow_repeat_tx = True
+    dtls._tx_srtp = Session(policy)
+    dtls._state = State.CONNECTED
+    dtls._rtp_header_extensions_map.configure(RTCRtpParameters(headerExtensions=EXTENSIONS))
+    connection = ice._connection
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_datagram_endpoint(
+        lambda: StunProtocol(connection), local_addr=("127.0.0.1", 0))
+    host, port = sink.getsockname()
+    remote = Candidate(foundation="sink", component=1, transport="udp", priority=1,
+                       host=host, port=port, type="host")
+    connection._nominated[1] = CandidatePair(protocol, remote)
+    return dtls
+
+
+def drain(sink: socket.socket | None) -> None:
+    while sink is not None:
+        try:
+            sink.recv(2048)
+        except BlockingIOError:
+            return
+
+
+async def measure(fanout: int, packets: int, transport: str) -> float:
+    sink: socket.socket | None = None
+    if transport == "real":
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sink.bind(("127.0.0.1", 0))
+        sink.setblocking(False)
     ingress = Ingress("video", rtcp_ssrc=1, on_first_packet=lambda kind: None)
     await ingress.bind(NullTransport(), RTCRtpReceiveParameters(codecs=[VP8]))  # type: ignore[arg-type]
     for i in range(fanout):
         egress = Egress(ingress, ssrc=1000 + i)
-        await egress.bind(NullTransport(), RTCRtpSendParameters(codecs=[VP8], muxId=str(i)))  # type: ignore[arg-type]
+        egress_transport: Any = (NullTransport() if sink is None
+                                 else await real_transport(sink))
+        await egress.bind(egress_transport, RTCRtpSendParameters(codecs=[VP8], muxId=str(i)))
         egress.start(ingress)
     payload = bytes([0x10, 0x00]) + bytes(1100)  # VP8 keyframe start, then filler
     batch = []
@@ -68,10 +127,17 @@ async def measure(fanout: int, packets: int) -> float:
         packet.extensions = HeaderExtensions(mid="0", abs_send_time=seq,
                                              transport_sequence_number=seq & 0xFFFF)
         batch.append(packet)
-    start = time.process_time()
-    for packet in batch:
-        await ingress._handle_rtp_packet(packet, 0)
-    return (time.process_time() - start) / (packets * fanout)
+    spent = 0.0
+    for chunk in range(0, packets, 200):
+        drain(sink)
+        start = time.process_time()
+        for packet in batch[chunk:chunk + 200]:
+            await ingress._handle_rtp_packet(packet, 0)
+        spent += time.process_time() - start
+    drain(sink)
+    if sink is not None:
+        sink.close()
+    return spent / (packets * fanout)
 
 
 def main() -> None:
@@ -80,10 +146,12 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=11)
     parser.add_argument("--packets", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--transport", choices=("null", "real"), default="null")
     args = parser.parse_args()
-    best = min(asyncio.run(measure(args.fanout, args.packets)) for _ in range(args.repeat))
-    print(f"forwarder+rewrite CPU per forwarded packet (fan-out {args.fanout}): "
-          f"{best * 1e6:.2f} us (best of {args.repeat})")
+    best = min(asyncio.run(measure(args.fanout, args.packets, args.transport))
+               for _ in range(args.repeat))
+    print(f"relay CPU per forwarded packet (fan-out {args.fanout}, {args.transport} "
+          f"transport): {best * 1e6:.2f} us (best of {args.repeat})")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ timestamps, and header extensions re-encoded with that connection's ids (mid,
 abs-send-time, audio level; transport-wide sequence numbers, RIDs and unknown ids are
 dropped, they describe the publisher's connection). The header is patched in place per
 packet (`rewrite.HeaderWriter`), not serialized from a packet object: this is the hot path.
+
+Nothing on the per-packet path suspends: the publisher's SRTP reaches `Ingress` straight
+from the socket (`aiortc_seam.receive_rtp_directly`), and each subscriber's copy is
+protected and handed to its socket synchronously (`aiortc_seam.SendPath`), so one
+received packet costs no task, no event-loop turn and no coroutine per subscriber.
 """
 
 from __future__ import annotations
@@ -81,9 +86,13 @@ class Ingress:
         self._clock = clock
         self._cache = PacketCache()
         self._codecs: dict[int, RTCRtpCodecParameters] = {}
+        self._rtx_pts: frozenset[int] = frozenset()
         self._rtx_ssrcs: dict[int, int] = {}
         self._egresses: set[Egress] = set()
+        self._fanout: tuple[Egress, ...] = ()
+        """`_egresses` as a tuple, rebuilt on attach/detach (iterated per packet)."""
         self._transport: RTCDtlsTransport | None = None
+        self._send_path: aiortc_seam.SendPath | None = None
         self._media_ssrc: int | None = None
         self._throttle = rtcp.KeyframeThrottle()
         self._keyframe_pending = False
@@ -98,12 +107,15 @@ class Ingress:
         self._codecs = {
             c.payloadType: c for c in parameters.codecs if c.payloadType is not None
         }
+        self._rtx_pts = frozenset(pt for pt, c in self._codecs.items() if _is_rtx(c))
         for encoding in parameters.encodings:
             if encoding.rtx is not None:
                 self._rtx_ssrcs[encoding.rtx.ssrc] = encoding.ssrc
         if self._transport is None:
             self._transport = transport
+            self._send_path = aiortc_seam.SendPath(transport)
             aiortc_seam.register_rtp_receiver(transport, self, parameters)
+            aiortc_seam.receive_rtp_directly(transport)
 
     def unbind(self) -> None:
         if self._transport is not None:
@@ -113,9 +125,11 @@ class Ingress:
 
     def attach(self, egress: Egress) -> None:
         self._egresses.add(egress)
+        self._fanout = tuple(self._egresses)
 
     def detach(self, egress: Egress) -> None:
         self._egresses.discard(egress)
+        self._fanout = tuple(self._egresses)
 
     def _handle_disconnect(self) -> None:
         """The publisher's transport went away; the relay learns it from the plan."""
@@ -127,7 +141,7 @@ class Ingress:
         codec = self._codecs.get(packet.payload_type)
         if codec is None:
             return
-        if _is_rtx(codec):
+        if codec.payloadType in self._rtx_pts:
             apt = codec.parameters.get("apt")
             original_ssrc = self._rtx_ssrcs.get(packet.ssrc, self._media_ssrc)
             if not isinstance(apt, int) or apt not in self._codecs or original_ssrc is None:
@@ -145,15 +159,20 @@ class Ingress:
             return
         self._cache.put(packet)
         now = self._clock()
-        waiting = False
-        for egress in tuple(self._egresses):
-            await egress.forward(packet, codec, now)
-            waiting = waiting or egress.waiting_for_keyframe
-        if waiting or self._keyframe_pending:
-            await self.request_keyframe()
+        waiting = self._keyframe_pending
+        for egress in self._fanout:
+            egress.forward(packet, codec, now)
+            if egress.waiting_for_keyframe:
+                waiting = True
+        if waiting:
+            self.send_keyframe_request()
 
     async def request_keyframe(self) -> None:
         """Send the publisher a PLI, at most once per throttle interval."""
+        self.send_keyframe_request()
+
+    def send_keyframe_request(self) -> None:
+        """`request_keyframe`, synchronously (the send never waits)."""
         if self.kind != "video":
             return
         if self._transport is None or self._media_ssrc is None:
@@ -162,21 +181,25 @@ class Ingress:
         if not self._throttle.allow(self._clock()):
             return
         self._keyframe_pending = False
-        await self._send_rtcp(rtcp.pli(self._rtcp_ssrc, self._media_ssrc))
+        self._send_rtcp(rtcp.pli(self._rtcp_ssrc, self._media_ssrc))
 
     def cached(self, sequence_number: int) -> RtpPacket | None:
         return self._cache.get(sequence_number)
 
     async def request_retransmission(self, sequence_numbers: list[int]) -> None:
         """NACK the publisher for packets the cache no longer (or never) held."""
+        self.send_retransmission_request(sequence_numbers)
+
+    def send_retransmission_request(self, sequence_numbers: list[int]) -> None:
+        """`request_retransmission`, synchronously."""
         if self._transport is None or self._media_ssrc is None or not sequence_numbers:
             return
-        await self._send_rtcp(rtcp.nack(self._rtcp_ssrc, self._media_ssrc, sequence_numbers))
+        self._send_rtcp(rtcp.nack(self._rtcp_ssrc, self._media_ssrc, sequence_numbers))
 
-    async def _send_rtcp(self, data: bytes) -> None:
-        assert self._transport is not None
-        with contextlib.suppress(ConnectionError):
-            await aiortc_seam.send_rtp(self._transport, data)
+    def _send_rtcp(self, data: bytes) -> None:
+        assert self._send_path is not None
+        with contextlib.suppress(*aiortc_seam.SEND_ERRORS):
+            self._send_path.rtcp(data)
 
 
 class Egress:
@@ -189,8 +212,9 @@ class Egress:
         self.waiting_for_keyframe = False
         self.packets_sent = 0
         self.packets_failed = 0
-        """Sends refused because the subscriber's transport was not connected."""
+        """Sends refused: the subscriber's transport was not connected, or libsrtp refused."""
         self._transport: RTCDtlsTransport | None = None
+        self._send_rtp: Callable[[bytes | bytearray, bytes], None] | None = None
         self._mid: str | None = None
         self._codecs: list[RTCRtpCodecParameters] = []
         self._pt_map: dict[int, int | None] = {}
@@ -210,7 +234,9 @@ class Egress:
         self._pt_map = {}
         if self._transport is None:
             self._transport = transport
+            self._send_rtp = aiortc_seam.SendPath(transport).rtp
             aiortc_seam.register_rtp_sender(transport, self, parameters)
+            aiortc_seam.receive_rtp_directly(transport)  # this subscriber's RTCP
         ids = ExtensionIds.from_map(aiortc_seam.header_extensions(self._transport))
         self._header = HeaderWriter(self._ssrc, self._mid, ids)
 
@@ -251,9 +277,9 @@ class Egress:
                 self._rewriter = StreamRewriter(match.clockRate)
         return self._pt_map[codec.payloadType]
 
-    async def forward(self, packet: RtpPacket, codec: RTCRtpCodecParameters, now: float) -> None:
+    def forward(self, packet: RtpPacket, codec: RTCRtpCodecParameters, now: float) -> None:
         """Rewrite `packet` for this subscriber and send it (may wait for a keyframe)."""
-        if self._transport is None:
+        if self._send_rtp is None:
             return
         payload_type = self._pt_map.get(codec.payloadType)  # type: ignore[arg-type]
         if payload_type is None:
@@ -267,29 +293,30 @@ class Egress:
             if not starts_keyframe(codec.mimeType, packet.payload):
                 return
             self.waiting_for_keyframe = False
-        await self._send(packet, payload_type, now)
+        self._send(packet, payload_type, now)
 
-    async def _send(self, packet: RtpPacket, payload_type: int, now: float) -> None:
-        assert self._transport is not None and self._rewriter is not None
+    def _send(self, packet: RtpPacket, payload_type: int, now: float) -> None:
+        assert self._send_rtp is not None and self._rewriter is not None
         mapped = self._rewriter.map(packet.sequence_number, packet.timestamp, now)
         if mapped is None:
             return
-        if packet.csrc or packet.padding_size or self._header is None:
-            data = self._serialize(packet, payload_type, mapped)
-        else:
-            extensions = packet.extensions
-            header = self._header.header(
-                payload_type,
-                packet.marker,
-                mapped[0],
-                mapped[1],
-                extensions.abs_send_time,
-                extensions.audio_level,
-            )
-            data = b"".join((header, packet.payload))
         try:
-            await aiortc_seam.send_rtp(self._transport, data)
-        except ConnectionError:
+            if packet.csrc or packet.padding_size or self._header is None:
+                self._send_rtp(self._serialize(packet, payload_type, mapped), b"")
+            else:
+                extensions = packet.extensions
+                self._send_rtp(
+                    self._header.header(
+                        payload_type,
+                        packet.marker,
+                        mapped[0],
+                        mapped[1],
+                        extensions.abs_send_time,
+                        extensions.audio_level,
+                    ),
+                    packet.payload,
+                )
+        except aiortc_seam.SEND_ERRORS:
             self.packets_failed += 1
             return
         self.packets_sent += 1
@@ -320,11 +347,11 @@ class Egress:
         if not self._running:
             return
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            await self.ingress.request_keyframe()
+            self.ingress.send_keyframe_request()
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-            await self._retransmit(packet.lost)
+            self._retransmit(packet.lost)
 
-    async def _retransmit(self, lost: list[int]) -> None:
+    def _retransmit(self, lost: list[int]) -> None:
         """Answer a NACK from the cache; ask the publisher for what is not there."""
         if self._rewriter is None:
             return
@@ -339,5 +366,5 @@ class Egress:
                 continue
             codec_pt = self._pt_map.get(cached.payload_type)
             if codec_pt is not None:
-                await self._send(cached, codec_pt, time.monotonic())
-        await self.ingress.request_retransmission(missing)
+                self._send(cached, codec_pt, time.monotonic())
+        self.ingress.send_retransmission_request(missing)

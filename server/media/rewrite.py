@@ -13,7 +13,7 @@ import random
 import struct
 from dataclasses import dataclass
 
-from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap
+from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket
 
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
@@ -171,19 +171,101 @@ class ExtensionIds:
     @classmethod
     def from_map(cls, extensions_map: HeaderExtensionsMap) -> ExtensionIds:
         """Read the ids through the map's public `set` (aiortc keeps them private)."""
-
-        def id_of(values: HeaderExtensions) -> int:
-            profile, block = extensions_map.set(values)
-            if not block:
-                return 0
-            return block[0] >> 4 if profile == 0xBEDE else block[0]
-
         return cls(
-            mid=id_of(HeaderExtensions(mid="0")),
-            abs_send_time=id_of(HeaderExtensions(abs_send_time=0)),
-            audio_level=id_of(HeaderExtensions(audio_level=(False, 0))),
+            mid=_id_of(extensions_map, HeaderExtensions(mid="0")),
+            abs_send_time=_id_of(extensions_map, HeaderExtensions(abs_send_time=0)),
+            audio_level=_id_of(extensions_map, HeaderExtensions(audio_level=(False, 0))),
         )
 
 
+def _id_of(extensions_map: HeaderExtensionsMap, values: HeaderExtensions) -> int:
+    """The id `extensions_map` writes the one extension set in `values` with (0: none)."""
+    profile, block = extensions_map.set(values)
+    if not block:
+        return 0
+    return block[0] >> 4 if profile == 0xBEDE else block[0]
+
+
+class RtpParser:
+    """`RtpPacket.parse(data, extensions_map)`, with the same result, for the common case.
+
+    Every packet the relay receives is parsed once; aiortc's parser builds the extension
+    list, slices and `struct`-unpacks every value. Here a packet without CSRCs or padding
+    whose extensions are one-byte mid / abs-send-time / audio-level / transport-wide
+    sequence number (or unknown ids, which aiortc ignores too) is parsed inline; anything
+    else (CSRCs, padding, two-byte extensions, RID, transmission offset, odd lengths) is
+    handed to aiortc's parser. Call `refresh` after the map is configured again (the ids
+    are read through its public `set`).
+    """
+
+    __slots__ = ("_abs", "_level", "_map", "_mid", "_stock", "_twcc")
+
+    def __init__(self, extensions_map: HeaderExtensionsMap) -> None:
+        self._map = extensions_map
+        self._mid = self._abs = self._level = self._twcc = -1
+        self._stock = True
+        self.refresh()
+
+    def refresh(self) -> None:
+        m = self._map
+        ids = ExtensionIds.from_map(m)
+        twcc = _id_of(m, HeaderExtensions(transport_sequence_number=0))
+        others = {
+            _id_of(m, HeaderExtensions(rtp_stream_id="0")),
+            _id_of(m, HeaderExtensions(repaired_rtp_stream_id="0")),
+            _id_of(m, HeaderExtensions(transmission_offset=0)),
+        } - {0}
+        known = [ids.mid, ids.abs_send_time, ids.audio_level, twcc]
+        # ids this parser does not decode: aiortc's parser for every packet
+        self._stock = bool(others) or any(i > 14 for i in known)
+        # -1 never matches a one-byte id (0, not negotiated, would match padding)
+        self._mid, self._abs, self._level, self._twcc = (i or -1 for i in known)
+
+    def parse(self, data: bytes) -> RtpPacket:
+        if self._stock or len(data) < 16:
+            return RtpPacket.parse(data, self._map)
+        first = data[0]
+        if first == 0x90 and data[12] == 0xBE and data[13] == 0xDE:
+            pos = 16
+            end = 16 + 4 * ((data[14] << 8) | data[15])
+            if len(data) < end:
+                return RtpPacket.parse(data, self._map)  # raises: truncated
+        elif first == 0x80:
+            pos = end = 12
+        else:
+            return RtpPacket.parse(data, self._map)
+        marker_pt, seq, timestamp, ssrc = _UNPACK_HEAD(data, 1)
+        packet = RtpPacket(marker_pt & 0x7F, marker_pt >> 7, seq, timestamp, ssrc, data[end:])
+        values = packet.extensions
+        while pos < end:
+            head = data[pos]
+            if head == 0:
+                pos += 1
+                continue
+            x_id = head >> 4
+            size = (head & 0x0F) + 1
+            pos += 1
+            if pos + size > end:
+                return RtpPacket.parse(data, self._map)  # raises: truncated
+            if x_id == self._mid:
+                values.mid = data[pos : pos + size].decode("utf8")
+            elif x_id == self._abs:
+                if size != 3:
+                    return RtpPacket.parse(data, self._map)  # raises, as aiortc does
+                values.abs_send_time = (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
+            elif x_id == self._level:
+                if size != 1:
+                    return RtpPacket.parse(data, self._map)
+                level = data[pos]
+                values.audio_level = (level & 0x80 == 0x80, level & 0x7F)
+            elif x_id == self._twcc:
+                if size != 2:
+                    return RtpPacket.parse(data, self._map)
+                values.transport_sequence_number = (data[pos] << 8) | data[pos + 1]
+            pos += size
+        return packet
+
+
 _PACK_HEAD = struct.Struct("!BHI").pack_into
+_UNPACK_HEAD = struct.Struct("!BHII").unpack_from
 _PACK_ABS = struct.Struct("!HB").pack_into

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import socket
+from typing import Any
 
 import aioice.ice
+import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
@@ -12,7 +16,7 @@ from aiortc.rtcrtpparameters import (
     RTCRtpReceiveParameters,
     RTCRtpSendParameters,
 )
-from aiortc.rtp import AnyRtcpPacket, RtcpPsfbPacket, RtpPacket
+from aiortc.rtp import AnyRtcpPacket, RtcpPacket, RtcpPsfbPacket, RtpPacket
 
 from server.media import aiortc_seam
 
@@ -197,3 +201,123 @@ async def test_reoffer_adds_a_kind_without_colliding_with_the_remote_ids() -> No
     finally:
         await client.close()
         await relay.close()
+
+
+# -- the per-packet paths (SendPath, receive_rtp_directly) on real aiortc/aioice objects --
+
+def _srtp_pair() -> tuple[Any, Any]:
+    from aiortc.rtcdtlstransport import SRTP_PROFILES
+    from pylibsrtp import Policy, Session
+
+    profile = SRTP_PROFILES[0]
+    key = bytes(range(profile.key_length + profile.salt_length))
+    sessions = []
+    for ssrc_type in (Policy.SSRC_ANY_OUTBOUND, Policy.SSRC_ANY_INBOUND):
+        policy = Policy(key=key, ssrc_type=ssrc_type, srtp_profile=profile.libsrtp_profile)
+        policy.allow_repeat_tx = True
+        sessions.append(Session(policy))
+    return sessions[0], sessions[1]
+
+
+async def _connected_transport(remote: tuple[str, int]) -> tuple[Any, Any]:
+    """An RTCDtlsTransport past its handshake: real SRTP, a nominated pair to `remote`."""
+    from aioice import Candidate
+    from aioice.ice import CandidatePair, StunProtocol
+    from aiortc.rtcdtlstransport import State
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    dtls = pc.addTransceiver("video").receiver.transport
+    tx, rx = _srtp_pair()
+    dtls._tx_srtp, dtls._rx_srtp, dtls._state = tx, rx, State.CONNECTED
+    connection = dtls.transport._connection
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_datagram_endpoint(
+        lambda: StunProtocol(connection), local_addr=("127.0.0.1", 0))
+    connection._protocols.append(protocol)
+    protocol.local_candidate = Candidate(foundation="l", component=1, transport="udp",
+                                         priority=1, host="127.0.0.1", port=0, type="host")
+    candidate = Candidate(foundation="x", component=1, transport="udp", priority=1,
+                          host=remote[0], port=remote[1], type="host")
+    connection._nominated[1] = CandidatePair(protocol, candidate)
+    return pc, dtls
+
+
+async def test_send_path_protects_and_sends_synchronously() -> None:
+    from aiortc.rtcdtlstransport import State
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.settimeout(2)
+    pc, dtls = await _connected_transport(sink.getsockname())
+    try:
+        _, rx = _srtp_pair()
+        path = aiortc_seam.SendPath(dtls)
+        packet = RtpPacket(payload_type=97, sequence_number=5, ssrc=77, payload=b"\x10\x00abc")
+        data = packet.serialize()
+        path.rtp(bytearray(data[:12]), data[12:])  # returns with the datagram sent
+        assert rx.unprotect(sink.recv(2048)) == data
+        path.rtcp(bytes(RtcpPsfbPacket(fmt=1, ssrc=9, media_ssrc=77)))
+        assert RtcpPacket.parse(rx.unprotect_rtcp(sink.recv(2048)))[0].media_ssrc == 77
+        dtls._state = State.CLOSED
+        with pytest.raises(ConnectionError):
+            path.rtp(bytearray(data[:12]), data[12:])
+    finally:
+        sink.close()
+        await pc.close()
+
+
+async def test_srtp_and_srtcp_are_routed_where_the_datagram_is_read() -> None:
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    pc, dtls = await _connected_transport(sink.getsockname())
+    try:
+        vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+        ingress = _Sink(0)
+        aiortc_seam.register_rtp_receiver(dtls, ingress, RTCRtpReceiveParameters(codecs=[vp8]))
+        aiortc_seam.receive_rtp_directly(dtls)
+        aiortc_seam.receive_rtp_directly(dtls)  # idempotent
+        tx, _ = _srtp_pair()
+        connection = dtls.transport._connection
+        protocol = connection._protocols[-1]
+        packet = RtpPacket(payload_type=97, sequence_number=3, ssrc=42, payload=b"\x10\x00")
+        protocol.datagram_received(tx.protect(packet.serialize()), ("127.0.0.1", 9))
+        assert [p.sequence_number for p in ingress.rtp] == [3]  # no event-loop turn needed
+        protocol.datagram_received(b"\x80\x61garbage-not-srtp", ("127.0.0.1", 9))  # dropped
+        egress = _Sink(1234)
+        aiortc_seam.register_rtp_sender(dtls, egress, RTCRtpSendParameters(codecs=[vp8]))
+        rtcp = tx.protect_rtcp(bytes(RtcpPsfbPacket(fmt=1, ssrc=9, media_ssrc=1234)))
+        protocol.datagram_received(rtcp, ("127.0.0.1", 9))
+        assert len(egress.rtcp) == 1  # the subscriber's PLI reached its sender at once
+        protocol.datagram_received(b"\x17\xfe\xfd" + bytes(20), ("127.0.0.1", 9))  # DTLS
+        assert connection._queue.qsize() == 1, "DTLS (and STUN) still take aioice's path"
+        assert [p.sequence_number for p in ingress.rtp] == [3]
+    finally:
+        sink.close()
+        await pc.close()
+
+
+async def test_run_now_finishes_what_suspends_in_a_task() -> None:
+    done: list[str] = []
+
+    async def quick() -> None:
+        done.append("quick")
+
+    async def slow() -> None:
+        await asyncio.sleep(0)
+        fut = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, fut.set_result, None)
+        await fut
+        done.append("slow")
+
+    aiortc_seam.run_now(quick())
+    assert done == ["quick"]
+    aiortc_seam.run_now(slow())
+    assert done == ["quick"]
+    await asyncio.sleep(0.1)
+    assert done == ["quick", "slow"]
+
+
+def test_check_seam_names_a_moved_per_packet_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aiortc_seam, "_ASYNCIO_UDP", type(None))
+    with pytest.raises(RuntimeError, match="_SelectorDatagramTransport"):
+        aiortc_seam.check_seam()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket
 
@@ -71,3 +73,61 @@ def test_long_mid_uses_the_two_byte_form() -> None:
     assert data[12:14] == b"\x10\x00"
     parsed = RtpPacket.parse(data, extensions_map)
     assert parsed.extensions == HeaderExtensions(mid="m" * 20, abs_send_time=77)
+
+
+def _parsed(parse: Any, data: bytes) -> Any:
+    try:
+        p = parse(data)
+    except Exception as exc:  # the same failure, whatever it is
+        return type(exc).__name__
+    return (p.version, p.marker, p.payload_type, p.sequence_number, p.timestamp, p.ssrc,
+            p.csrc, p.extensions, p.payload, p.padding_size)
+
+
+def test_parser_matches_aiortc_on_common_and_odd_packets() -> None:
+    import random
+
+    from server.media.rewrite import RtpParser
+
+    rng = random.Random(7)
+    maps = [_map(mid=1, abs=2, twcc=3), _map(mid=4, level=9), _map(), _map(mid=12, abs=3)]
+    for extensions_map in maps:
+        parser = RtpParser(extensions_map)
+        for _ in range(3000):
+            packet = RtpPacket(payload_type=rng.choice((96, 111)), marker=rng.randrange(2),
+                               sequence_number=rng.randrange(65536),
+                               timestamp=rng.randrange(1 << 32), ssrc=rng.randrange(1 << 32),
+                               payload=rng.randbytes(rng.randrange(0, 40)))
+            packet.extensions = HeaderExtensions(
+                mid=rng.choice((None, "0", "12")),
+                abs_send_time=rng.choice((None, rng.randrange(1 << 24))),
+                audio_level=rng.choice((None, (True, 5), (False, 127))),
+                transport_sequence_number=rng.choice((None, rng.randrange(65536))),
+            )
+            if rng.random() < 0.1:
+                packet.csrc = [1, 2]
+            if rng.random() < 0.1:
+                packet.padding_size = 3
+            data = bytearray(packet.serialize(extensions_map))
+            if rng.random() < 0.3:  # corrupt a header or extension byte, or truncate
+                at = rng.randrange(min(len(data), 24))
+                data[at] = rng.randrange(256)
+            if rng.random() < 0.1:
+                data = data[: rng.randrange(len(data) + 1)]
+            raw = bytes(data)
+            assert _parsed(parser.parse, raw) == _parsed(
+                lambda d, m=extensions_map: RtpPacket.parse(d, m), raw), raw.hex()
+
+
+def test_parser_defers_to_aiortc_when_ids_it_does_not_decode_are_negotiated() -> None:
+    from server.media.rewrite import RtpParser
+
+    rid = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+    extensions_map = HeaderExtensionsMap()
+    extensions_map.configure(RTCRtpParameters(headerExtensions=[
+        RTCRtpHeaderExtensionParameters(id=1, uri=MID),
+        RTCRtpHeaderExtensionParameters(id=5, uri=rid)]))
+    packet = RtpPacket(payload_type=96, payload=b"x")
+    packet.extensions = HeaderExtensions(mid="1", rtp_stream_id="h")
+    assert RtpParser(extensions_map).parse(packet.serialize(extensions_map)).extensions == (
+        HeaderExtensions(mid="1", rtp_stream_id="h"))
