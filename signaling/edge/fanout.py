@@ -82,9 +82,6 @@ class Fanout:
         sid = self._by_participant.get((session_id, participant_id))
         return None if sid is None else self._conns.get(sid)
 
-    def is_current(self, sid: str) -> bool:
-        return sid in self._conns
-
     def count(self) -> int:
         return len(self._conns)
 

@@ -44,10 +44,6 @@ class MediaCoordinator:
         """Give the coordinator its relay (built after it: the relay needs it as listener)."""
         self._relay = relay
 
-    @property
-    def relay(self) -> Relay | None:
-        return self._relay
-
     def update(self, state: SessionState) -> None:
         """Queue the session's plan if it changed (never waits on the relay)."""
         if self._relay is None or state.info is None:

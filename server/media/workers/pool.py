@@ -158,10 +158,6 @@ class WorkerPool:
             for slot in self._slots
         ]
 
-    def worker_of(self, session_id: str) -> int | None:
-        slot = self._pins.get(session_id)
-        return None if slot is None else slot.index
-
     # -- internals --------------------------------------------------------------------------
 
     def _pin(self, session_id: str) -> _Slot:
