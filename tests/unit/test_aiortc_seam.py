@@ -318,6 +318,6 @@ async def test_run_now_finishes_what_suspends_in_a_task() -> None:
 
 
 def test_check_seam_names_a_moved_per_packet_hook(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aiortc_seam, "_ASYNCIO_UDP", type(None))
+    monkeypatch.setattr(aiortc_seam.fastpath, "_ASYNCIO_UDP", type(None))
     with pytest.raises(RuntimeError, match="_SelectorDatagramTransport"):
         aiortc_seam.check_seam()
