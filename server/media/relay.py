@@ -46,6 +46,7 @@ class MediaRelay:
 
     def __init__(self, listener: RelayListener, settings: RelaySettings | None = None) -> None:
         aiortc_seam.check_seam()
+        aiortc_seam.defer_bitrate_estimators()
         self._listener = listener
         self._settings = settings or RelaySettings()
         self._sessions: dict[str, _Session] = {}

@@ -321,3 +321,30 @@ def test_check_seam_names_a_moved_per_packet_hook(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(aiortc_seam.fastpath, "_ASYNCIO_UDP", type(None))
     with pytest.raises(RuntimeError, match="_SelectorDatagramTransport"):
         aiortc_seam.check_seam()
+
+
+async def test_receivers_build_their_bitrate_estimator_only_when_they_use_it() -> None:
+    """The relay's sendonly m-sections' receivers never receive: no estimator up front."""
+    from aiortc import rate, rtcrtpreceiver
+
+    built: list[object] = []
+    original = rate.RemoteBitrateEstimator.__init__
+
+    def counting_init(self: rate.RemoteBitrateEstimator) -> None:
+        built.append(self)
+        original(self)
+
+    rate.RemoteBitrateEstimator.__init__ = counting_init  # type: ignore[method-assign]
+    try:
+        aiortc_seam.defer_bitrate_estimators()
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        try:
+            for _ in range(3):
+                pc.addTransceiver("video", direction="sendonly")
+            assert built == [], "no estimator until a packet needs one"
+            lazy = rtcrtpreceiver.RemoteBitrateEstimator()  # type: ignore[attr-defined]
+            assert lazy.add(0, 0, 100, 1234) is None and len(built) == 1
+        finally:
+            await pc.close()
+    finally:
+        rate.RemoteBitrateEstimator.__init__ = original  # type: ignore[method-assign]

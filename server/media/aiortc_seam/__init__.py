@@ -22,6 +22,8 @@ The hooks:
   re-offer after the remote chose other ids. Chrome refuses that ("RTP extension ID
   reassignment not supported") and the transport would parse the browser's packets with the
   wrong ids, so `create_offer` re-offers the ids already negotiated.
+- `aiortc.rtcrtpreceiver.RemoteBitrateEstimator` is replaced by a lazy stand-in
+  (`defer_bitrate_estimators`): every relay m-section's receiver built one it never uses.
 - `RTCDtlsTransport._handle_rtp_data`: aiortc catches ValueError from a malformed RTP packet
   but not `struct.error`, which ends the connection's receive loop; `guard_rtp_parsing`
   drops such a packet instead.
@@ -48,6 +50,7 @@ from server.media.aiortc_seam.hooks import (
     RtcpSink,
     RtpSink,
     create_offer,
+    defer_bitrate_estimators,
     disarm,
     guard_rtp_parsing,
     header_extensions,
@@ -68,6 +71,7 @@ __all__ = [
     "SendPath",
     "check_seam",
     "create_offer",
+    "defer_bitrate_estimators",
     "disarm",
     "guard_rtp_parsing",
     "header_extensions",

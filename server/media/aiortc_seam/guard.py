@@ -13,6 +13,7 @@ from aiortc import (
     RTCRtpTransceiver,
 )
 from aiortc import rtcpeerconnection as _aiortc_pc
+from aiortc import rtcrtpreceiver as _aiortc_receiver
 from aiortc.rtcdtlstransport import State as _DtlsState
 from aiortc.rtp import HeaderExtensionsMap
 from pylibsrtp import _binding as _srtp_binding
@@ -78,6 +79,9 @@ def check_seam(transceiver: RTCRtpTransceiver | None = None) -> None:
     udp = fastpath._ASYNCIO_UDP
     if udp is type(None) or not {"_buffer", "_sock"} <= _init_names(udp):
         missing.append("asyncio.selector_events._SelectorDatagramTransport(_buffer, _sock)")
+    estimator = vars(_aiortc_receiver).get("RemoteBitrateEstimator")
+    if estimator is None or not callable(getattr(estimator, "add", None)):
+        missing.append("aiortc.rtcrtpreceiver.RemoteBitrateEstimator(.add)")
     if "HEADER_EXTENSIONS" not in vars(_aiortc_pc):
         missing.append("aiortc.rtcpeerconnection.HEADER_EXTENSIONS")
     if transceiver is not None:
