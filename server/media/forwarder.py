@@ -159,6 +159,11 @@ class Ingress:
             return
         self._cache.put(packet)
         now = self._clock()
+        throttle = self._throttle
+        if throttle.awaiting and self.kind == "video" and starts_keyframe(
+            codec.mimeType, packet.payload
+        ):
+            throttle.keyframe_seen(now)
         waiting = self._keyframe_pending
         for egress in self._fanout:
             egress.forward(packet, codec, now)

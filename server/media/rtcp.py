@@ -30,15 +30,46 @@ def nack(sender_ssrc: int, media_ssrc: int, lost: list[int]) -> bytes:
     return bytes(packet)
 
 
-class KeyframeThrottle:
-    """Decides when a keyframe request may go out again."""
+KEYFRAME_ANSWERED_INTERVAL_S = 0.05
+"""Once a keyframe has answered the last request, the next may follow this soon."""
 
-    def __init__(self, interval_s: float = KEYFRAME_REQUEST_INTERVAL_S) -> None:
+
+class KeyframeThrottle:
+    """Decides when a keyframe request may go out again.
+
+    One request per `interval_s` while nothing answers it (a lost PLI is repeated, not
+    flooded). Once a keyframe has passed the relay after the last request
+    (`keyframe_seen`), that request is spent: a subscriber that starts waiting after it
+    cannot use it, so its request may go out after `answered_interval_s` instead of
+    waiting out the interval. When twelve join at once, egresses start one after another;
+    without this, one that starts just after a keyframe waited 0.3 s for the next PLI.
+    """
+
+    def __init__(
+        self,
+        interval_s: float = KEYFRAME_REQUEST_INTERVAL_S,
+        answered_interval_s: float = KEYFRAME_ANSWERED_INTERVAL_S,
+    ) -> None:
         self._interval_s = interval_s
+        self._answered_interval_s = min(answered_interval_s, interval_s)
         self._last_at: float | None = None
+        self._answered = False
 
     def allow(self, now: float) -> bool:
-        if self._last_at is not None and now - self._last_at < self._interval_s:
-            return False
+        if self._last_at is not None:
+            limit = self._answered_interval_s if self._answered else self._interval_s
+            if now - self._last_at < limit:
+                return False
         self._last_at = now
+        self._answered = False
         return True
+
+    @property
+    def awaiting(self) -> bool:
+        """A request went out and no keyframe has answered it yet."""
+        return self._last_at is not None and not self._answered
+
+    def keyframe_seen(self, now: float) -> None:
+        """A keyframe from the publisher reached the relay at `now`."""
+        if self._last_at is not None and now >= self._last_at:
+            self._answered = True
