@@ -2,7 +2,7 @@
 
 Conftest-free: test modules import the fixtures they use (like tests/integration).
 Chromium is Debian's (/usr/bin/chromium, or env CIRCLE_TEST_CHROMIUM); Playwright never
-downloads one. Without it the tests skip, except under CI (CI=true) where they fail.
+downloads one. Without it the tests skip, except under CI where they fail (tests/ci.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.ci import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "client" / "web"
@@ -40,10 +42,7 @@ CHROMIUM_ARGS = [
 def require_chromium() -> None:
     if Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK):
         return
-    message = f"chromium not found at {CHROMIUM} (set CIRCLE_TEST_CHROMIUM)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"chromium not found at {CHROMIUM} (set CIRCLE_TEST_CHROMIUM)")
 
 
 def ensure_web_built() -> None:

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from sqlalchemy import text
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.crypto.keyring import KeyRing
 from server.storage.database import Database, open_database
+from tests.ci import unavailable
 
 __all__ = ["database", "db_target", "keyring", "sqlite_database"]
 
@@ -43,11 +44,9 @@ class DbTarget:
         return await open_database(self.url, connect_args=self.connect_args)
 
 
-def postgres_unavailable(reason: str) -> None:
-    """Skip on a workstation, fail under CI=true: green CI means PostgreSQL was tested."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PostgreSQL is required under CI=true: {reason}")
-    pytest.skip(f"PostgreSQL unavailable ({reason}); set CIRCLE_TEST_PG_URL")
+def postgres_unavailable(reason: str) -> NoReturn:
+    """Skip on a workstation, fail under CI: green CI means PostgreSQL was tested."""
+    unavailable(f"PostgreSQL unavailable ({reason}); set CIRCLE_TEST_PG_URL")
 
 
 @contextlib.asynccontextmanager

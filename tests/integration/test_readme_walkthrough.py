@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from server.serve_lock import wait_for_listening
+from tests.ci import unavailable
 
 from .clock import OFFSET_ENV
 from .server_fixtures import server_environ
@@ -55,9 +56,7 @@ def date_shim(bin_dir: Path, offset_s: float) -> None:
 def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """`scripts/serve --port 0` in a fresh directory: (that directory, the server's URL)."""
     if shutil.which("curl") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("curl is missing (scripts/services.sh ensure_curl installs it)")
-        pytest.skip("curl is missing")
+        unavailable("curl is missing (scripts/services.sh ensure_curl installs it)")
     work = tmp_path / "newcomer"
     work.mkdir()
     (work / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
