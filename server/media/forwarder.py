@@ -76,6 +76,7 @@ class Ingress:
         clock: Clock = time.monotonic,
     ) -> None:
         self.kind = kind
+        self._video = kind == "video"
         self.allowed = True
         """False drops everything at once (the grant no longer allows this kind)."""
         self.packets_received = 0
@@ -159,11 +160,10 @@ class Ingress:
             return
         self._cache.put(packet)
         now = self._clock()
-        throttle = self._throttle
-        if throttle.awaiting and self.kind == "video" and starts_keyframe(
+        if self._video and self._throttle.awaiting and starts_keyframe(
             codec.mimeType, packet.payload
         ):
-            throttle.keyframe_seen(now)
+            self._throttle.keyframe_seen(now)
         waiting = self._keyframe_pending
         for egress in self._fanout:
             egress.forward(packet, codec, now)
@@ -178,7 +178,7 @@ class Ingress:
 
     def send_keyframe_request(self) -> None:
         """`request_keyframe`, synchronously (the send never waits)."""
-        if self.kind != "video":
+        if not self._video:
             return
         if self._transport is None or self._media_ssrc is None:
             self._keyframe_pending = True

@@ -126,6 +126,8 @@ class Fanout:
     async def push_views(self, state: SessionState) -> None:
         """Each connected receiver its own view, only when it changed."""
         session_id = state.info.id if state.info else ""
+        # The sender's clock, so a browser with a wrong clock counts breakout time right.
+        sent_at = self._clock().isoformat()
         for conn in self.in_session(session_id):
             # A connection whose Connect is still queued behind this change has no place in
             # the session yet: its first view comes with its own arrival, never a "left".
@@ -136,9 +138,7 @@ class Fanout:
             if comparable == conn.last_view:
                 continue
             conn.last_view = comparable
-            # The sender's clock, so a browser with a wrong clock counts breakout time right.
-            await self.emit(conn.sid, "state",
-                            {**view, "server_time": self._clock().isoformat()})
+            await self.emit(conn.sid, "state", {**view, "server_time": sent_at})
 
     async def end_session(self, session_id: str) -> None:
         for conn in self.in_session(session_id):

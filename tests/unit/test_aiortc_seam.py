@@ -348,3 +348,19 @@ async def test_receivers_build_their_bitrate_estimator_only_when_they_use_it() -
             await pc.close()
     finally:
         rate.RemoteBitrateEstimator.__init__ = original  # type: ignore[method-assign]
+
+
+def test_per_packet_failures_are_logged_once_per_interval_by_type_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from server.media.aiortc_seam import fastpath
+
+    fastpath._warned_at.clear()
+    with caplog.at_level("WARNING", logger=fastpath.logger.name):
+        for _ in range(500):
+            fastpath.warn_throttled("forwarding a packet", ValueError("payload 0xdeadbeef"))
+        fastpath.warn_throttled("forwarding a packet", KeyError("x"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2, messages
+    assert "ValueError" in messages[0] and "deadbeef" not in " ".join(messages)
+    assert all(r.exc_info is None for r in caplog.records)

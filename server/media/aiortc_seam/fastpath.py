@@ -170,6 +170,24 @@ class SendPath:
         dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
 
 
+WARN_EVERY_S = 10.0
+"""A failure on the per-packet path is logged at most this often per kind (no flood)."""
+_warned_at: dict[tuple[str, str], float] = {}
+
+
+def warn_throttled(what: str, exc: Exception) -> None:
+    """Log a per-packet failure by exception type only (its text could quote packet data),
+    at most once per `WARN_EVERY_S` for each (what, type)."""
+    key = (what, type(exc).__name__)
+    now = time.monotonic()
+    last = _warned_at.get(key)
+    if last is not None and now - last < WARN_EVERY_S:
+        return
+    _warned_at[key] = now
+    logger.warning("%s failed (%s); the same failure is not logged again for %g s",
+                   what, key[1], WARN_EVERY_S)
+
+
 _NTP_EPOCH_OFFSET_MS = 2208988800 * 1000
 """aiortc's `clock.current_ms()` counts from 1900 (NTP); `time.time()` from 1970."""
 
@@ -225,7 +243,7 @@ def _receive_directly(protocol: StunProtocol, dtls: RTCDtlsTransport, parser: Rt
             except (pylibsrtp.Error, struct.error):
                 return
             except Exception as exc:
-                logger.warning("handling RTCP failed (%s)", type(exc).__name__, exc_info=True)
+                warn_throttled("handling RTCP", exc)
             return
         try:
             packet = parse(session.unprotect(data))
@@ -238,6 +256,6 @@ def _receive_directly(protocol: StunProtocol, dtls: RTCDtlsTransport, parser: Rt
             run_now(receiver._handle_rtp_packet(
                 packet, arrival_time_ms=int(wall() * 1000) + _NTP_EPOCH_OFFSET_MS))
         except Exception as exc:
-            logger.warning("forwarding a packet failed (%s)", type(exc).__name__, exc_info=True)
+            warn_throttled("forwarding a packet", exc)
 
     protocol.datagram_received = datagram_received  # type: ignore[method-assign]

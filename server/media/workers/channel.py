@@ -63,11 +63,5 @@ class Channel(Generic[In]):
         except ValidationError as exc:
             raise ChannelClosed(f"malformed frame ({exc.error_count()} errors)") from None
 
-    async def drain(self) -> None:
-        try:
-            await self._writer.drain()
-        except ConnectionError as exc:
-            raise ChannelClosed("end of stream") from exc
-
     def close(self) -> None:
         self._writer.close()

@@ -40,6 +40,14 @@ CRASH_LOOP_S = 5.0
 MAX_BACKOFF_S = 10.0
 
 
+def restart_delay(quick_deaths: int) -> float:
+    """Seconds to wait before relaunching a worker that died `quick_deaths` times in a row
+    within `CRASH_LOOP_S` of its start: none the first time, then 1, 2, 4 ... 10 s."""
+    if quick_deaths <= 1:
+        return 0.0
+    return float(min(RESTART_BACKOFF_S * 2.0 ** (quick_deaths - 2), MAX_BACKOFF_S))
+
+
 class WorkerGone(ValueError):
     """The worker serving the session went away while an SDP operation was in flight."""
 
@@ -256,9 +264,9 @@ class WorkerPool:
                     "session(s)", slot.index, slot.pid, reason, returncode, len(slot.sessions))
         quick = time.monotonic() - slot.started_at < CRASH_LOOP_S
         slot.quick_deaths = slot.quick_deaths + 1 if quick else 0
-        if slot.quick_deaths > 1:
-            await asyncio.sleep(min(RESTART_BACKOFF_S * 2 ** (slot.quick_deaths - 2),
-                                    MAX_BACKOFF_S))
+        delay = restart_delay(slot.quick_deaths)
+        if delay:
+            await asyncio.sleep(delay)
         slot.pid, slot.stats = None, None
         try:
             await self._launch(slot)
