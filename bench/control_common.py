@@ -8,6 +8,7 @@ started as real subprocesses on loopback so the measured process is the one a cl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import signal
@@ -19,6 +20,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import socketio
 
 from server.serve_lock import wait_for_listening
 
@@ -113,6 +117,19 @@ def wait_listening(process: subprocess.Popen[bytes], port: int, timeout: float =
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listening on {port} after {timeout} s")
+
+
+async def call_ok(sio: socketio.AsyncClient, event: str, data: Any) -> dict[str, Any]:
+    """Emit `event` and return its ack; a refusal stops the bench (it measured nothing)."""
+    reply = await sio.call(event, data, timeout=30)
+    if not isinstance(reply, dict) or not reply.get("ok"):
+        raise RuntimeError(f"{event} refused: {reply}")
+    return reply
+
+
+async def disconnect_quietly(sio: socketio.AsyncClient) -> None:
+    with contextlib.suppress(Exception):
+        await sio.disconnect()
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:

@@ -43,7 +43,14 @@ import socketio
 
 from bench import wire
 from bench.clip import load_clip
-from bench.control_common import CircleProcess, Dist, machine_note, table
+from bench.control_common import (
+    CircleProcess,
+    Dist,
+    call_ok,
+    disconnect_quietly,
+    machine_note,
+    table,
+)
 
 now = time.perf_counter
 Key = tuple[str, str]
@@ -79,14 +86,10 @@ class Member:
                                wait_timeout=30, retry=False)
 
     async def call(self, event: str, data: Any) -> dict[str, Any]:
-        reply = await self.sio.call(event, data, timeout=30)
-        if not isinstance(reply, dict) or not reply.get("ok"):
-            raise RuntimeError(f"{event} refused: {reply}")
-        return reply
+        return await call_ok(self.sio, event, data)
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.sio.disconnect()
+        await disconnect_quietly(self.sio)
 
 
 class Bridge:

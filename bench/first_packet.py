@@ -46,9 +46,8 @@ import tempfile
 import time
 from typing import Any
 
-from bench import wire
 from bench.clip import load_clip
-from bench.relay import Proc, _control
+from bench.relay import Proc, _control, join_clients
 
 METRICS = ("offer_sent", "offer_rtt", "answer", "ice", "dtls", "last_offer", "first_pkt",
            "first_key")
@@ -312,13 +311,7 @@ def run(mode: str, clients: int, workers: int, clip: str, timeout: float,
             proc.ask({"t": "timeline"})
         t0 = time.monotonic()
         asyncio.run(_control(port, {"t": "plan", "s": "g0", "pids": [p for _, p in members]}))
-        for w, proc in enumerate(procs):
-            assert proc.p.stdin is not None
-            proc.p.stdin.write(wire.json_line({"t": "join", "clients": members[w::workers]}))
-            proc.p.stdin.flush()
-        for proc in procs:
-            assert proc.p.stdout is not None
-            proc.p.stdout.readline()
+        join_clients(procs, members)
         expected = clients - 1
         deadline = t0 + timeout
         timelines: dict[str, Any] = {}

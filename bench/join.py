@@ -48,6 +48,8 @@ import socketio
 from bench.control_common import (
     CircleProcess,
     Dist,
+    call_ok,
+    disconnect_quietly,
     free_port,
     machine_note,
     ratio,
@@ -158,14 +160,10 @@ class Probe:
         return self.first_state_at - start
 
     async def call(self, event: str, data: Any) -> dict[str, Any]:
-        reply = await self.sio.call(event, data, timeout=30)
-        if not isinstance(reply, dict) or not reply.get("ok"):
-            raise RuntimeError(f"{event} refused: {reply}")
-        return reply
+        return await call_ok(self.sio, event, data)
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.sio.disconnect()
+        await disconnect_quietly(self.sio)
 
 
 @dataclass

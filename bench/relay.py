@@ -104,12 +104,12 @@ def _drops(pids: list[int]) -> int:
     return sum(by_inode.get(i, 0) for pid in pids for i in wire.socket_inodes(pid))
 
 
-def _sent(stats: list[dict[str, Any]]) -> int:
+def sent(stats: list[dict[str, Any]]) -> int:
     """RTP packets all publishers have sent so far."""
     return sum(sum(e["sent"].values()) for w in stats for e in w["clients"].values())
 
 
-def _streams(stats: list[dict[str, Any]]) -> dict[tuple[str, str], list[int]]:
+def streams(stats: list[dict[str, Any]]) -> dict[tuple[str, str], list[int]]:
     out: dict[tuple[str, str], list[int]] = {}
     for worker in stats:
         for client, entry in worker["clients"].items():
@@ -127,7 +127,38 @@ async def _control(port: int, message: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-def _percentiles(values: list[int], scale: float) -> tuple[float | None, float | None]:
+def control(port: int, message: dict[str, Any]) -> dict[str, Any]:
+    """One request to bench.server's control port, from synchronous code."""
+    return asyncio.run(_control(port, message))
+
+
+def join_clients(procs: list[Proc], members: list[tuple[str, str]]) -> None:
+    """Hand each client worker its share of (group, participant) `members`; return once
+    every worker says its participants have offered."""
+    for w, proc in enumerate(procs):
+        assert proc.p.stdin is not None
+        proc.p.stdin.write(wire.json_line({"t": "join", "clients": members[w::len(procs)]}))
+        proc.p.stdin.flush()
+    for proc in procs:
+        assert proc.p.stdout is not None
+        proc.p.stdout.readline()
+
+
+def wait_for_streams(procs: list[Proc], expected: int, timeout: float) -> int:
+    """Poll the client workers until `expected` received streams carry packets, or the
+    timeout; returns how many did."""
+    deadline = time.monotonic() + timeout
+    live = 0
+    while time.monotonic() < deadline:
+        stats = [p.ask({"t": "stats", "reset": True}) for p in procs]
+        live = sum(1 for v in streams(stats).values() if v[0] > 5)
+        if live >= expected:
+            break
+        time.sleep(0.5)
+    return live
+
+
+def percentiles(values: list[int], scale: float) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     values = sorted(values)
@@ -158,22 +189,9 @@ def run(mode: str, groups: int, size: int, seconds: float, workers: int, clip: P
         for g in range(groups):
             asyncio.run(_control(port, {"t": "plan", "s": f"g{g}",
                                         "pids": [f"p{i}" for i in range(size)]}))
-        for w, proc in enumerate(procs):
-            assert proc.p.stdin is not None
-            proc.p.stdin.write(wire.json_line({"t": "join", "clients": members[w::workers]}))
-            proc.p.stdin.flush()
-        for proc in procs:
-            assert proc.p.stdout is not None
-            proc.p.stdout.readline()
+        join_clients(procs, members)
         expected = groups * size * (size - 1) * 2
-        deadline = time.monotonic() + settle_timeout
-        live = 0
-        while time.monotonic() < deadline:
-            stats = [p.ask({"t": "stats", "reset": True}) for p in procs]
-            live = sum(1 for v in _streams(stats).values() if v[0] > 5)
-            if live >= expected:
-                break
-            time.sleep(0.5)
+        live = wait_for_streams(procs, expected, settle_timeout)
         time.sleep(warmup)
         pids = [p.p.pid for p in procs]
         t0, cpu0 = time.monotonic(), wire.cpu_seconds(sfu_pid)
@@ -183,7 +201,7 @@ def run(mode: str, groups: int, size: int, seconds: float, workers: int, clip: P
         drops0, cdrops0, snmp0 = _drops([sfu_pid]), _drops(pids), wire.snmp_udp()
         relay0 = asyncio.run(_control(port, {"t": "stats", "reset": True}))
         before_stats = [p.ask({"t": "stats", "reset": True}) for p in procs]
-        before = _streams(before_stats)
+        before = streams(before_stats)
         time.sleep(seconds)
         after_stats = [p.ask({"t": "stats", "reset": False}) for p in procs]
         relay_stats = asyncio.run(_control(port, {"t": "stats", "reset": False}))
@@ -192,22 +210,22 @@ def run(mode: str, groups: int, size: int, seconds: float, workers: int, clip: P
         ccpu1 = sum(wire.cpu_seconds(pid) for pid in pids)
         busy1 = wire.busy_seconds()
         drops1, cdrops1, snmp1 = _drops([sfu_pid]), _drops(pids), wire.snmp_udp()
-        after = _streams(after_stats)
+        after = streams(after_stats)
         received = lost_or_got = 0
         for key, (count, high, _) in after.items():
             c0, h0, _ = before.get(key, (0, high - count + 1, 0))
             received += count - c0
             lost_or_got += high - h0
         wall, cpu = t1 - t0, cpu1 - cpu0
-        published = _sent(after_stats) - _sent(before_stats)
+        published = sent(after_stats) - sent(before_stats)
         forwarded = int(relay_stats.get("forwarded", 0)) - int(relay0.get("forwarded", 0))
         relay_loss = None
         if mode == "forward" and published:
             owed = published * (size - 1)
             relay_loss = round(100 * max(0, owed - forwarded) / owed, 3)
-        p50, p99 = _percentiles([x for s in after_stats for x in s["latency_ns"]], 1e6)
-        fwd50, fwd99 = _percentiles(relay_stats.get("relay_forward_ns", []), 1e3)
-        in50, in99 = _percentiles(relay_stats.get("relay_ingress_ns", []), 1e6)
+        p50, p99 = percentiles([x for s in after_stats for x in s["latency_ns"]], 1e6)
+        fwd50, fwd99 = percentiles(relay_stats.get("relay_forward_ns", []), 1e3)
+        in50, in99 = percentiles(relay_stats.get("relay_ingress_ns", []), 1e6)
         return Result(
             mode=mode, groups=groups, size=size, seconds=round(wall, 2),
             server_cores=round(cpu / wall, 3),

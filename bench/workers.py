@@ -27,7 +27,6 @@ gives, per relay, the most groups carried at <= P % loss and the ratio to the fi
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -38,7 +37,15 @@ from typing import Any
 
 from bench import wire
 from bench.clip import load_clip
-from bench.relay import Proc
+from bench.relay import (
+    Proc,
+    control,
+    join_clients,
+    percentiles,
+    sent,
+    streams,
+    wait_for_streams,
+)
 
 
 @dataclass
@@ -75,41 +82,6 @@ class Point:
     """With --quota: seconds per second the relay processes spent throttled (summed)."""
     workers: list[dict[str, Any]] = field(default_factory=list)
     """Per worker at the end of the window: pid, sessions, peers, loop lag (worst, ms)."""
-
-
-async def _control(port: int, message: dict[str, Any]) -> dict[str, Any]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=wire.LIMIT)
-    wire.send(writer, message)
-    reply = await wire.recv(reader)
-    writer.close()
-    assert reply is not None
-    return reply
-
-
-def control(port: int, message: dict[str, Any]) -> dict[str, Any]:
-    return asyncio.run(_control(port, message))
-
-
-def percentiles(values: list[int], scale: float) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    values = sorted(values)
-    p50 = values[len(values) // 2] / scale
-    p99 = values[min(len(values) - 1, int(len(values) * 0.99))] / scale
-    return round(p50, 3), round(p99, 3)
-
-
-def streams(stats: list[dict[str, Any]]) -> dict[tuple[str, str], list[int]]:
-    out: dict[tuple[str, str], list[int]] = {}
-    for worker in stats:
-        for client, entry in worker["clients"].items():
-            for ssrc, values in entry["recv"].items():
-                out[(client, ssrc)] = values
-    return out
-
-
-def sent(stats: list[dict[str, Any]]) -> int:
-    return sum(sum(e["sent"].values()) for w in stats for e in w["clients"].values())
 
 
 def drops(pids: list[int]) -> dict[int, int]:
@@ -185,23 +157,9 @@ def run(relay: str, groups: int, size: int, seconds: float, client_workers: int,
         members = [(f"g{g}", f"p{i}") for g in range(groups) for i in range(size)]
         for g in range(groups):
             control(port, {"t": "plan", "s": f"g{g}", "pids": [f"p{i}" for i in range(size)]})
-        for w, proc in enumerate(procs):
-            assert proc.p.stdin is not None
-            proc.p.stdin.write(wire.json_line({"t": "join",
-                                               "clients": members[w::client_workers]}))
-            proc.p.stdin.flush()
-        for proc in procs:
-            assert proc.p.stdout is not None
-            proc.p.stdout.readline()
+        join_clients(procs, members)
         expected = groups * size * (size - 1) * 2
-        deadline = time.monotonic() + settle_timeout
-        live = 0
-        while time.monotonic() < deadline:
-            live = sum(1 for v in streams([p.ask({"t": "stats", "reset": True})
-                                           for p in procs]).values() if v[0] > 5)
-            if live >= expected:
-                break
-            time.sleep(0.5)
+        live = wait_for_streams(procs, expected, settle_timeout)
         time.sleep(warmup)
         cpids = [p.p.pid for p in procs]
 

@@ -26,6 +26,18 @@ from .clock import OFFSET_ENV, iso, now
 CIRCLE = str(Path(sys.executable).with_name("circle"))
 
 
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM (a clean stop: workers and sockets released), SIGKILL if it lingers."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 def server_environ(**extra: str) -> dict[str, str]:
     """This process's environment without the developer's own `CIRCLE_*` settings.
 
@@ -93,12 +105,7 @@ class CircleServer:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")

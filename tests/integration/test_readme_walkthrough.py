@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from server.serve_lock import wait_for_listening
 from tests.ci import unavailable
 
 from .clock import OFFSET_ENV
-from .server_fixtures import server_environ
+from .server_fixtures import server_environ, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -71,12 +70,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
                                   alive=lambda: process.poll() is None)
         yield work, f"http://127.0.0.1:{port}"
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process)
 
 
 def test_the_walkthrough_is_three_shell_blocks_with_computed_dates() -> None:
