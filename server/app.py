@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from aiortc import RTCIceServer
 from server.apikeys import ApiKeys
 from server.attendance.service import AttendanceService
 from server.auth.tokens import JoinTokenService
+from server.cluster.parts import ClusterParts, open_cluster
 from server.config import Settings
 from server.crypto.keyring import KeyRing
 from server.http_api import MAX_BODY_BYTES, SERVICES, errors_and_auth, setup_routes
@@ -27,14 +29,16 @@ from server.metrics import Metrics
 from server.services import Services
 from server.storage.database import open_database
 from server.webapp import setup_web
+from signaling.cluster.node import ClusterNode, ClusterTimings
+from signaling.edge.fanout import Fanout
 from signaling.edge.gateway import Gateway, GatewayLimits
-from signaling.edge.runtime import SessionHub
+from signaling.edge.media import MediaCoordinator
+from signaling.edge.sessions import SessionService
 
 if TYPE_CHECKING:
     from server.media.relay import MediaRelay
     from server.media.settings import RelaySettings
     from server.media.workers.pool import WorkerPool
-    from signaling.edge.media import MediaCoordinator
 
 log = logging.getLogger("circle.app")
 
@@ -62,22 +66,30 @@ def build_app(settings: Settings) -> web.Application:
     setup_web(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        services, relay = await _start(settings, sio)
+        services, relay, cluster = await _start(settings, sio)
         app[SERVICES] = services
         yield
-        await services.hub.close()
-        await services.gateway.media.close()
+        await services.sessions.close()
+        await services.media.close()
         if relay is not None:
             await relay.close()
+        await cluster.close()
         await services.db.close()
 
+    async def drain(app: web.Application) -> None:
+        """SIGTERM (aiohttp's graceful exit): the sockets are still open here."""
+        services = app.get(SERVICES)
+        if services is not None:
+            await services.sessions.drain()
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(drain)
     return app
 
 
 async def _start(
     settings: Settings, sio: socketio.AsyncServer
-) -> tuple[Services, MediaRelay | WorkerPool | None]:
+) -> tuple[Services, MediaRelay | WorkerPool | None, ClusterParts]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     keyring = KeyRing.load_or_create(settings.keys_path)
     db = await open_database(settings.db_url)
@@ -87,40 +99,58 @@ async def _start(
     if clock.offset:
         log.warning("the server's clock is moved by %s (CIRCLE_CLOCK_OFFSET_S): for tests only",
                     clock.offset)
-    hub = SessionHub(ledger, clock=clock)
     tokens = JoinTokenService(keyring.token_private_key, keyring.token_public_key, clock=clock)
+    cluster = open_cluster(settings, ledger.claim_fence)
+    fanout = Fanout(sio, clock, settings.node_name)
+    ttl = settings.lease_ttl_s
+    node = ClusterNode(
+        settings.node_name, settings.base_url,
+        event_log=ledger, leases=cluster.leases, directory=cluster.directory,
+        bus=cluster.bus, fanout=fanout, clock=clock,
+        timings=ClusterTimings(lease_ttl_s=ttl, renew_every_s=ttl / 3,
+                               heartbeat_every_s=ttl / 3, node_ttl_s=ttl),
+        load=_load,
+    )
+    media = MediaCoordinator(fanout, node.hub)
+    node.attach(SessionService(node.hub, fanout, media, clock, keyring.pseudonym), media)
     gateway = Gateway(
         sio,
-        hub,
+        fanout,
+        node,
         tokens,
         limits=GatewayLimits(burst=settings.events_burst, per_second=settings.events_per_second),
-        pseudonym=keyring.pseudonym,
         on_event=metrics.event_handled,
         client_config={"ice_servers": settings.ice_servers},
-        clock=clock,
     )
-    relay = await _start_relay(settings, gateway.media, metrics) if settings.media else None
+    relay = await _start_relay(settings, media, metrics) if settings.media else None
     if relay is not None:
-        gateway.attach_relay(relay)
+        media.attach(relay)
     services = Services(
         settings=settings,
         db=db,
         keyring=keyring,
         ledger=ledger,
-        hub=hub,
+        sessions=node,
         gateway=gateway,
+        media=media,
         tokens=tokens,
         api_keys=ApiKeys(db.api_keys, now=clock),
         attendance=AttendanceService(ledger.load, db.sessions.sessions_between, settings.zone),
         metrics=metrics,
         clock=clock,
+        redis_ok=cluster.redis_ok,
     )
     today = clock().astimezone(settings.zone).date()
     recent = await db.sessions.sessions_between(today - RECOVERY_WINDOW, today + RECOVERY_WINDOW)
-    recovered = await hub.recover(recent)
+    recovered = await node.start(recent)
     if recovered:
         log.info("recovered %d live session(s) from the ledger", recovered)
-    return services, relay
+    return services, relay, cluster
+
+
+def _load() -> float:
+    """The 1-minute load average per core: what placement compares between nodes."""
+    return os.getloadavg()[0] / (os.cpu_count() or 1)
 
 
 async def _start_relay(

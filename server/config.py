@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     clinic_timezone: str = "UTC"
     """Decides the service date of a session (billing); times are always stored in UTC."""
     reconnect_grace_s: int = Field(60, ge=1, le=3600)
+    redis_url: str | None = None
+    """Nodes sharing this Redis, the database and the keys file form one clinic; unset:
+    one node, with leases and the bus in memory."""
+    redis_prefix: str = "circle:"
+    """Prefix of every Redis key (two clinics may share one Redis with different ones)."""
+    node_id: str | None = None
+    """This node's name in the clinic; default host:port. Unique among running nodes."""
+    lease_ttl_s: float = Field(6.0, ge=1.0, le=60.0)
+    """How long a dead node's sessions stay unowned at most (renewed every third of it)."""
     log_level: str = "INFO"
     media: bool = True
     """Run the media relay (aiortc); false: signaling only."""
@@ -89,6 +98,10 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def node_name(self) -> str:
+        return self.node_id or f"{self.host}:{self.port}"
 
     @property
     def media_worker_count(self) -> int:

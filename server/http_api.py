@@ -152,7 +152,7 @@ async def create_session(request: web.Request) -> web.Response:
         minutes=body.minutes,
         reconnect_grace_s=services.settings.reconnect_grace_s,
     )
-    decision = await services.hub.submit(session_id, _actor(request), command)
+    decision = await services.sessions.submit(session_id, _actor(request), command)
     if isinstance(decision, Rejected):
         return _rejected(decision)
     await services.db.sessions.index_session(
@@ -165,7 +165,7 @@ async def create_invite(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     session_id = request.match_info["session_id"]
     body: InviteCreate = await parse_body(request, InviteCreate)
-    state = await services.hub.state(session_id)
+    state = await services.sessions.state(session_id)
     if not state.exists:
         return api_error(404, "not_found", "no such session")
     issued = services.tokens.issue(
@@ -182,7 +182,7 @@ async def create_invite(request: web.Request) -> web.Response:
         token_id=issued.token_id,
         expires_at=issued.expires_at,
     )
-    decision = await services.hub.submit(session_id, _actor(request), command)
+    decision = await services.sessions.submit(session_id, _actor(request), command)
     if isinstance(decision, Rejected):
         return _rejected(decision)
     return web.json_response(
@@ -202,7 +202,7 @@ async def revoke_invite(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     session_id = request.match_info["session_id"]
     command = c.RevokeInvite(request.match_info["token_id"])
-    decision = await services.hub.submit(session_id, _actor(request), command)
+    decision = await services.sessions.submit(session_id, _actor(request), command)
     if isinstance(decision, Rejected):
         return _rejected(decision)
     return web.json_response({"revoked": True})
@@ -214,7 +214,7 @@ async def save_breakout_plan(request: web.Request) -> web.Response:
     session_id = request.match_info["session_id"]
     body: BreakoutPlanPayload = await parse_body(request, BreakoutPlanPayload)
     command = c.SaveBreakoutPlan(plan_from(body))
-    decision = await services.hub.submit(session_id, _actor(request), command)
+    decision = await services.sessions.submit(session_id, _actor(request), command)
     if isinstance(decision, Rejected):
         return _rejected(decision)
     return web.json_response({"saved": True})
@@ -230,7 +230,7 @@ async def get_session(request: web.Request) -> web.Response:
 
 
 async def _summary(services: Services, session_id: str) -> dict[str, Any] | None:
-    state = await services.hub.state(session_id)
+    state = await services.sessions.state(session_id)
     if state.info is None:
         return None
     parts = list(state.participants.values())
@@ -286,17 +286,40 @@ async def attendance(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """For load balancers and operators: 503 when this node cannot serve sessions (its
+    database or Redis is unreachable, or it is draining), saying which."""
     services = request.app[SERVICES]
-    healthy = await services.database_ok()
+    database = await services.database_ok()
+    redis = await services.redis_ok()
+    node = services.sessions
+    healthy = database and redis is not False and node.healthy() and not node.draining
     return web.json_response(
-        {"ok": healthy, "sessions_live": len(services.hub.live_sessions())},
+        {"ok": healthy, "database": database, "redis": redis, "bus": node.healthy(),
+         "node": node.node_id, "draining": node.draining,
+         "sessions_live": len(node.live_sessions())},
         status=200 if healthy else 503,
     )
 
 
+async def list_nodes(request: web.Request) -> web.Response:
+    """Admin: the clinic's live nodes, the sessions each owns and their load."""
+    key: ApiKey = request[API_KEY]
+    if key.role != "admin":
+        raise ApiError(403, "forbidden", "listing nodes needs an admin key")
+    services = request.app[SERVICES]
+    nodes = await services.sessions.nodes()
+    return web.json_response({"nodes": [
+        {"node_id": n.node_id, "url": n.url, "draining": n.draining, "sessions": n.sessions,
+         "session_ids": list(n.session_ids), "connections": n.connections,
+         "load": round(n.load, 3),
+         "seen_at": datetime.fromtimestamp(n.seen_at, UTC).isoformat()}
+        for n in nodes
+    ]})
+
+
 async def metrics(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    services.metrics.live_sessions.set(len(services.hub.live_sessions()))
+    services.metrics.live_sessions.set(len(services.sessions.live_sessions()))
     services.metrics.connections.set(services.gateway.connection_count())
     return web.Response(body=services.metrics.render(),
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -309,5 +332,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_delete("/api/v1/sessions/{session_id}/invites/{token_id}", revoke_invite)
     app.router.add_put("/api/v1/sessions/{session_id}/breakout-plan", save_breakout_plan)
     app.router.add_get("/api/v1/attendance", attendance)
+    app.router.add_get("/api/v1/nodes", list_nodes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -90,11 +90,20 @@ class Ledger:
 
     # -- EventLog -----------------------------------------------------------------------
 
-    async def append(self, stream: str, first_seq: int, records: Sequence[JsonRecord]) -> None:
+    async def append(
+        self,
+        stream: str,
+        first_seq: int,
+        records: Sequence[JsonRecord],
+        *,
+        fence: int | None = None,
+    ) -> None:
         """Seal and store `records` as `first_seq`, `first_seq + 1`, ...; durable on return.
 
-        Raises `LedgerConflict` if a seq is taken (another writer got there first), and
-        `ValueError` for a gap after the stream's last seq or the reserved audit stream.
+        Raises `LedgerConflict` if a seq is taken (another writer got there first),
+        `FencedOut` if `fence` is given and the stream has been claimed again since (this
+        node lost the session), and `ValueError` for a gap after the stream's last seq or the
+        reserved audit stream.
         """
         if stream == AUDIT_STREAM:
             raise ValueError("the audit stream is written only through append_audit")
@@ -104,7 +113,18 @@ class Ledger:
         if not records:
             return
         async with self._lock(stream):
-            await self._append_locked(stream, first_seq, records)
+            await self._append_locked(stream, first_seq, records, fence)
+
+    async def claim_fence(self, stream: str) -> int:
+        """Take the stream's next fence (1, 2, ...): appends with older fences now fail.
+
+        Raises `ValueError` for the audit stream: every node appends to it, so no node may
+        own it.
+        """
+        if stream == AUDIT_STREAM:
+            raise ValueError("the audit stream is shared by every node and is never fenced")
+        _check_stream_name(stream)
+        return await self._store.claim_fence(stream)
 
     async def load(self, stream: str) -> list[JsonRecord]:
         """Every record of `stream` in seq order, after checking the whole stream.
@@ -133,7 +153,7 @@ class Ledger:
                 tip = await self._tip(AUDIT_STREAM)
                 seq = 1 if tip is None else tip.seq + 1
                 try:
-                    await self._append_locked(AUDIT_STREAM, seq, [record])
+                    await self._append_locked(AUDIT_STREAM, seq, [record], None)
                 except LedgerConflict:
                     continue
                 return seq
@@ -191,7 +211,7 @@ class Ledger:
         return head
 
     async def _append_locked(
-        self, stream: str, first_seq: int, records: Sequence[JsonRecord]
+        self, stream: str, first_seq: int, records: Sequence[JsonRecord], fence: int | None
     ) -> None:
         tip = await self._tip(stream)
         if tip is not None and first_seq > tip.seq + 1:
@@ -213,10 +233,10 @@ class Ledger:
         signature = self._keys.ledger_signing_key.sign(head_message(stream, last, mac))
         head = SignedHead(stream, last, mac, signature)
         try:
-            await self._store.append(sealed, head, tip)
+            await self._store.append(sealed, head, tip, fence)
         except BaseException:
-            # Conflict, or an error after which we cannot know whether the commit landed:
-            # either way the next append must re-read the head.
+            # Conflict (FencedOut included), or an error after which we cannot know whether
+            # the commit landed: either way the next append must re-read the head.
             self._tips.pop(stream, None)
             raise
         self._remember(head)

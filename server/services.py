@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -16,8 +17,9 @@ from server.crypto.keyring import KeyRing
 from server.ledger import Ledger
 from server.metrics import Metrics
 from server.storage.database import Database
+from signaling.cluster.node import ClusterNode
 from signaling.edge.gateway import Gateway
-from signaling.edge.runtime import SessionHub
+from signaling.edge.media import MediaCoordinator
 
 log = logging.getLogger("circle.services")
 
@@ -28,14 +30,18 @@ class Services:
     db: Database
     keyring: KeyRing
     ledger: Ledger
-    hub: SessionHub
+    sessions: ClusterNode
+    """Every session's work, routed to its owner (this node or another)."""
     gateway: Gateway
+    media: MediaCoordinator
     tokens: JoinTokenService
     api_keys: ApiKeys
     attendance: AttendanceService
     metrics: Metrics
     clock: Clock
     """The server's wall clock (see server.clock): every "now" a handler needs."""
+    redis_ok: Callable[[], Awaitable[bool | None]]
+    """Whether Redis answers (None: one node, no Redis configured)."""
 
     async def database_ok(self) -> bool:
         try:

@@ -7,7 +7,7 @@ PostgreSQL, or an in-process relay for another, without touching the control pla
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -26,11 +26,27 @@ class LedgerConflict(Exception):
     """
 
 
+class FencedOut(LedgerConflict):
+    """An append carried a fence older than its stream's: another node has claimed the
+    session since, so this node's view of it is stale and it must stop writing."""
+
+
 class EventLog(Protocol):
     """Durable, ordered, per-stream storage of core events (one stream per session)."""
 
-    async def append(self, stream: str, first_seq: int, records: Sequence[JsonRecord]) -> None:
-        """Store `records` as seq `first_seq`, `first_seq + 1`, ...; durable when it returns."""
+    async def append(
+        self, stream: str, first_seq: int, records: Sequence[JsonRecord], *,
+        fence: int | None = None,
+    ) -> None:
+        """Store `records` as seq `first_seq`, `first_seq + 1`, ...; durable when it returns.
+
+        With `fence`, the append commits only while it is the stream's newest fence (see
+        `claim_fence`), else raises `FencedOut`; None skips the check (one node, no leases).
+        """
+        ...
+
+    async def claim_fence(self, stream: str) -> int:
+        """Take the next fence of `stream` (1, 2, ...): appends with older fences now fail."""
         ...
 
     async def load(self, stream: str) -> list[JsonRecord]:
@@ -131,3 +147,120 @@ class RelayListener(Protocol):
     ) -> None:
         """Report which kinds a participant has actually sent (RTP seen), for `modality`."""
         ...
+
+
+# -- the cluster: leases, the node directory and the bus ------------------------------------
+
+
+@dataclass(frozen=True)
+class Lease:
+    """This node's right to own one session, until `expires` (time.monotonic()).
+
+    `expires` is counted from before the claim or renewal was sent, so a node always
+    believes its lease ends no later than Redis does. `fence` goes with every append.
+    """
+
+    session_id: str
+    node_id: str
+    fence: int
+    expires: float
+
+    def held(self, now: float) -> bool:
+        return now < self.expires
+
+
+class Leases(Protocol):
+    """Who owns which live session (Redis in a cluster, a dict on one node)."""
+
+    async def claim(self, session_id: str) -> Lease | None:
+        """Take the session if nobody holds it (and take its next fence); None if held."""
+        ...
+
+    async def renew(self, leases: Sequence[Lease]) -> list[Lease | None]:
+        """Extend each lease still held by this node; None where it was lost or lapsed."""
+        ...
+
+    async def release(self, lease: Lease) -> None:
+        """Give the session up now (drain, or the session ended); no-op if already lost."""
+        ...
+
+    async def owner(self, session_id: str) -> str | None:
+        """The node id holding the session's lease, or None."""
+        ...
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One node as the others see it (refreshed by its heartbeat)."""
+
+    node_id: str
+    url: str
+    draining: bool = False
+    sessions: int = 0
+    connections: int = 0
+    load: float = 0.0
+    """Busy fraction of the node's cores (0..1 per core, averaged)."""
+    seen_at: float = 0.0
+    """Unix time of the heartbeat this came from."""
+    session_ids: tuple[str, ...] = ()
+    """The sessions it owns."""
+
+
+class Directory(Protocol):
+    """The live nodes, and which nodes hold sockets of each session ("interest")."""
+
+    async def announce(self, info: NodeInfo, ttl_s: float) -> None:
+        """Heartbeat: `info` is visible to `nodes()` for `ttl_s` seconds."""
+        ...
+
+    async def withdraw(self, node_id: str) -> None:
+        """Remove a node at once (clean shutdown)."""
+        ...
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Nodes whose last heartbeat has not expired, sorted by id."""
+        ...
+
+    async def add_interest(self, session_id: str, node_id: str) -> None: ...
+
+    async def remove_interest(self, session_id: str, node_id: str) -> None: ...
+
+    async def interested(self, session_id: str) -> set[str]:
+        """Nodes that said they hold sockets of the session (dead ones included)."""
+        ...
+
+
+class BusUnavailable(Exception):
+    """The bus cannot carry messages right now (Redis unreachable)."""
+
+
+BusHandler = Callable[[JsonRecord], Awaitable[None]]
+ResyncHandler = Callable[[], Awaitable[None]]
+
+
+class Bus(Protocol):
+    """Messages between nodes: one inbox per node, read by that node alone.
+
+    Messages from one sender to one inbox arrive in the order sent, each once, and the
+    handler is awaited for one message before the next. When messages may have been lost
+    (Redis restarted, a reader fell behind the inbox's length cap, a long outage), the bus
+    does not pretend: it calls `on_resync` once, and the node rebuilds what it derived from
+    messages (replicas reload from the ledger; pending calls are failed by their timeouts).
+    """
+
+    node_id: str
+
+    async def start(self, handler: BusHandler, on_resync: ResyncHandler) -> None:
+        """Begin reading this node's inbox from now: what an earlier process under the same
+        node id left unread is skipped (nobody sends to a node before it announces itself)."""
+        ...
+
+    async def send(self, node_id: str, message: JsonRecord) -> None:
+        """Put `message` in `node_id`'s inbox; raises BusUnavailable when it cannot."""
+        ...
+
+    def healthy(self) -> bool:
+        """True while sends work and the inbox reader is alive and current."""
+        ...
+
+    async def close(self) -> None: ...

@@ -3,6 +3,8 @@
 The store sees only opaque bytes. It guarantees what the mapper above cannot: records and
 their new head commit together, a taken (stream, seq) is refused, and a head only moves from
 the position the writer last saw (compare-and-set), so two writers can never fork a chain.
+In a cluster it also fences: an append carrying a fence commits only while that fence is the
+stream's newest, so a node that lost a session's lease cannot write to it any more.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Row, insert, select, union, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server.storage.schema import ledger_heads, ledger_records
-from signaling.ports import LedgerConflict
+from server.storage.schema import ledger_fences, ledger_heads, ledger_records
+from signaling.ports import FencedOut, LedgerConflict
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,25 @@ class LedgerStore(Protocol):
     """What the ledger mapper needs from a database."""
 
     async def append(
-        self, records: Sequence[StoredRecord], head: SignedHead, previous: SignedHead | None
+        self,
+        records: Sequence[StoredRecord],
+        head: SignedHead,
+        previous: SignedHead | None,
+        fence: int | None = None,
     ) -> None:
         """Store `records` and move the head from `previous` to `head` in one transaction.
 
-        Raises `LedgerConflict` if a seq is taken or the head is no longer `previous`.
+        Raises `LedgerConflict` if a seq is taken or the head is no longer `previous`, and
+        `FencedOut` if `fence` is given and is not the stream's newest claimed fence (None
+        skips that check: one node, no leases).
+        """
+        ...
+
+    async def claim_fence(self, stream: str) -> int:
+        """Raise the stream's fence by one (the first claim gets 1) and return it, committed.
+
+        From then on appends with an older fence fail; one still in flight when the claim is
+        made either commits before the claim returns or fails.
         """
         ...
 
@@ -70,6 +87,26 @@ def _head(row: Row[Any]) -> SignedHead:
     return SignedHead(row.stream, int(row.seq), bytes(row.mac), bytes(row.signature))
 
 
+async def _hold_fence(conn: AsyncConnection, stream: str, fence: int) -> None:
+    """Check, first in an append's transaction, that `fence` is still the stream's newest.
+
+    A no-op UPDATE rather than a SELECT: it locks the fence row until the append commits
+    (PostgreSQL; SQLite's writer lock covers the whole file), so a concurrent claim cannot
+    return while this append may still commit, and a claim that committed first makes the
+    WHERE miss. Taken before the head's lock, in the same order as every fenced writer.
+    """
+    held = await conn.execute(
+        update(ledger_fences)
+        .where(ledger_fences.c.stream == stream, ledger_fences.c.fence == fence)
+        .values(fence=ledger_fences.c.fence)
+    )
+    if held.rowcount != 1:
+        raise FencedOut(
+            f"stream {stream!r}: fence {fence} is not the newest (claimed again since, "
+            "or never claimed)"
+        )
+
+
 class SqlLedgerStore:
     """`LedgerStore` on SQLAlchemy Core: one code path for SQLite and PostgreSQL."""
 
@@ -77,10 +114,16 @@ class SqlLedgerStore:
         self._engine = engine
 
     async def append(
-        self, records: Sequence[StoredRecord], head: SignedHead, previous: SignedHead | None
+        self,
+        records: Sequence[StoredRecord],
+        head: SignedHead,
+        previous: SignedHead | None,
+        fence: int | None = None,
     ) -> None:
         try:
             async with self._engine.begin() as conn:
+                if fence is not None:
+                    await _hold_fence(conn, head.stream, fence)
                 if previous is None:
                     await conn.execute(
                         insert(ledger_heads).values(
@@ -120,6 +163,23 @@ class SqlLedgerStore:
                 f"stream {head.stream!r}: seq {records[0].seq}..{records[-1].seq} "
                 "overlaps records already stored"
             ) from exc
+
+    async def claim_fence(self, stream: str) -> int:
+        # One upsert, so two claimants can never both read n and both write n + 1. On
+        # PostgreSQL it waits for the row lock of a fenced append in flight (`_hold_fence`),
+        # so that append has committed, or failed, before the new fence is returned.
+        insert_ = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        claim = (
+            insert_(ledger_fences)
+            .values(stream=stream, fence=1)
+            .on_conflict_do_update(
+                index_elements=[ledger_fences.c.stream],
+                set_={"fence": ledger_fences.c.fence + 1},
+            )
+            .returning(ledger_fences.c.fence)
+        )
+        async with self._engine.begin() as conn:
+            return int((await conn.execute(claim)).scalar_one())
 
     async def head(self, stream: str) -> SignedHead | None:
         async with self._engine.connect() as conn:

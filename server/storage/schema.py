@@ -85,6 +85,16 @@ ledger_heads = Table(
     Column("signature", LargeBinary, nullable=False),
 )
 
+# The newest fence claimed per stream; a fenced append commits only while it carries this one.
+# Its own table, not a column of ledger_heads: a session is claimed before its first record,
+# and a claim locks only this row, never the head an unfenced writer may be moving.
+ledger_fences = Table(
+    "ledger_fences",
+    metadata,
+    Column("stream", String(128), primary_key=True),
+    Column("fence", BigInteger, nullable=False),
+)
+
 session_index = Table(
     "session_index",
     metadata,
@@ -127,4 +137,5 @@ MIGRATIONS: tuple[Migration, ...] = (
             CreateTable(api_keys),
         ),
     ),
+    Migration(2, "ledger fences", (CreateTable(ledger_fences),)),
 )

@@ -153,7 +153,12 @@ class Tick:
 
 @dataclass(frozen=True)
 class Recover:
-    """The server restarted: every connection it knew of is gone as of now."""
+    """A node took the session over (after a restart, a crash or a drain): every connection
+    the ledger shows is gone as of now, except the participants in `keep`, whose sockets
+    the nodes still hold (so a failover does not write a false disconnect into attendance).
+    """
+
+    keep: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ that a later version of the core might compute differently.
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from signaling.core.codec import decode, encode, field_types
 from signaling.core.model import (
     BreakoutPlan,
     BreakoutRole,
@@ -253,7 +253,7 @@ def to_record(event: Event) -> dict[str, Any]:
     """The JSON-ready form stored in the ledger."""
     record: dict[str, Any] = {"type": event.type_name}
     for f in dataclasses.fields(event):
-        record[f.name] = _encode(getattr(event, f.name))
+        record[f.name] = encode(getattr(event, f.name))
     return record
 
 
@@ -263,56 +263,10 @@ def from_record(record: Mapping[str, Any]) -> Event:
     cls = _REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(f"unknown event type {name!r}")
-    hints = _hints(cls)
+    hints = field_types(cls)
     kwargs = {
-        f.name: _decode(hints[f.name], record[f.name])
+        f.name: decode(hints[f.name], record[f.name])
         for f in dataclasses.fields(cls)
         if f.name in record
     }
     return cls(**kwargs)
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    """Resolved field types of a class; cached: resolving them dominated replay and export."""
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
-    return hints
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, frozenset):
-        return sorted(_encode(v) for v in value)
-    if isinstance(value, tuple):
-        return [_encode(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _encode(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return value
-
-
-def _decode(hint: Any, value: Any) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if hint is datetime:
-        return datetime.fromisoformat(value)
-    if origin in (types.UnionType, typing.Union):
-        if value is None:
-            return None
-        return _decode(next(a for a in args if a is not type(None)), value)
-    if origin is frozenset:
-        return frozenset(_decode(args[0], v) for v in value)
-    if origin is tuple:
-        return tuple(_decode(args[0], v) for v in value)
-    if origin in (dict, Mapping) or origin is typing.get_origin(Mapping[str, Any]):
-        return {k: _decode(args[1], v) for k, v in value.items()}
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        inner = _hints(hint)
-        return hint(**{k: _decode(inner[k], v) for k, v in value.items()})
-    return value

@@ -165,11 +165,11 @@ def _decide(
             return [e.MediaPublished(at=now, participant_id=target.id, kinds=new)]
         case c.Tick():
             return list(_due(state, now))
-        case c.Recover():
+        case c.Recover(keep=keep):
             return [
                 e.Disconnected(at=now, participant_id=p.id)
                 for p in _by_arrival(state.participants.values())
-                if p.connected and p.status in ("waiting", "admitted")
+                if p.connected and p.status in ("waiting", "admitted") and p.id not in keep
             ]
         case _ if isinstance(command, _BREAKOUT_COMMANDS):
             if state.ended:
@@ -365,7 +365,7 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
                 if p.status in ("waiting", "admitted"):
                     parts[pid] = replace(p, status="left", room=None, connected=False,
                                          disconnected_at=None, hand=False,
-                                         breakout_role=None)
+                                         breakout_role=None, waiting_since=None)
             return replace(state, participants=parts, ended=True, ended_at=event.at,
                            ended_by_server=event.by is None,
                            breakouts=Breakouts(saved=state.breakouts.saved))

@@ -1,19 +1,25 @@
-"""Delivery to the participants' sockets on this node: views, notices, chat, signals, ends.
+"""Delivery to participants' sockets, wherever in the clinic they are connected.
 
-The one place that maps (session, participant) to a socket. A cluster bus attaches here:
-a node that does not hold a participant's socket will hand the message on instead of
-dropping it. Emits made before python-socketio finished a connection's handshake wait in
-the connection's `pending` list and go out, in order, once it is live.
+Two books. `sockets`: the connections this node holds (the origin side: its Socket.IO
+sids). `places`: for the sessions this node owns, where each participant's current socket
+is, as (node, sid); a place on another node is reached through `RemoteDelivery` (the
+cluster bus), a place on this node directly. Addressing a socket by sid means a message
+for a replaced connection is dropped rather than sent to the wrong one.
+
+Emits made before python-socketio finished a connection's handshake wait in the
+connection's `pending` list and go out, in order, once it is live.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections import defaultdict
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import socketio
 
@@ -21,9 +27,43 @@ from signaling.core.model import Role, SessionState
 from signaling.core.ratelimit import TokenBucket
 from signaling.core.views import view_for
 
+log = logging.getLogger("circle.fanout")
+
 HANDSHAKE_TIMEOUT_S = 5.0
 Delivery = tuple[str, dict[str, Any]]
 """(participant id, payload)."""
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where one participant's socket is: a node, and that node's Socket.IO sid."""
+
+    node_id: str
+    sid: str
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing for one socket on another node: an emit, a close, or both (emit first)."""
+
+    sid: str
+    event: str | None = None
+    data: Any = None
+    close: bool = False
+
+    def record(self) -> dict[str, Any]:
+        return {"sid": self.sid, "event": self.event, "data": self.data, "close": self.close}
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> Item:
+        return cls(str(record["sid"]), record.get("event"), record.get("data"),
+                   bool(record.get("close")))
+
+
+class RemoteDelivery(Protocol):
+    """Hands items to the node that holds the sockets (the cluster bus)."""
+
+    async def deliver(self, node_id: str, session_id: str, items: list[Item]) -> None: ...
 
 
 @dataclass
@@ -36,8 +76,6 @@ class Connection:
     live: bool = False
     """False until python-socketio has sent CONNECT: emits wait in `pending` till then."""
     pending: list[tuple[str, Any]] = field(default_factory=list)
-    last_view: dict[str, Any] | None = None
-    signal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -45,48 +83,95 @@ class Connection:
 
 
 class Fanout:
-    """The connections of this node and everything sent to them."""
+    """This node's sockets, the places of its owned sessions, and everything sent to them."""
 
-    def __init__(self, sio: socketio.AsyncServer, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        clock: Callable[[], datetime],
+        node_id: str = "local",
+        remote: RemoteDelivery | None = None,
+    ) -> None:
         self._sio = sio
         self._clock = clock
+        self.node_id = node_id
+        self._remote = remote
         self._conns: dict[str, Connection] = {}
-        self._by_participant: dict[tuple[str, str], str] = {}
+        self._places: dict[tuple[str, str], Place] = {}
+        self._last_views: dict[tuple[str, str], dict[str, Any]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
-    # -- the book of connections ------------------------------------------------------------
+    def attach_remote(self, remote: RemoteDelivery) -> None:
+        self._remote = remote
 
-    def add(self, conn: Connection) -> str | None:
-        """Register `conn` as its participant's socket; returns the socket it replaces."""
-        previous = self._by_participant.get(conn.key)
+    # -- sockets held by this node ------------------------------------------------------------
+
+    def add(self, conn: Connection) -> None:
         self._conns[conn.sid] = conn
-        self._by_participant[conn.key] = conn.sid
-        return previous
-
-    def withdraw(self, conn: Connection, previous: str | None) -> None:
-        """Undo `add` for a connection the session refused."""
-        self.forget(conn.sid)
-        if previous is not None:
-            self._by_participant[conn.key] = previous
 
     def forget(self, sid: str) -> Connection | None:
-        conn = self._conns.pop(sid, None)
-        if conn is not None and self._by_participant.get(conn.key) == sid:
-            del self._by_participant[conn.key]
-        return conn
+        return self._conns.pop(sid, None)
 
     def get(self, sid: str) -> Connection | None:
         return self._conns.get(sid)
 
-    def connection_of(self, session_id: str, participant_id: str) -> Connection | None:
-        sid = self._by_participant.get((session_id, participant_id))
-        return None if sid is None else self._conns.get(sid)
-
     def count(self) -> int:
         return len(self._conns)
 
-    def in_session(self, session_id: str) -> list[Connection]:
+    def local_in_session(self, session_id: str) -> list[Connection]:
         return [c for c in self._conns.values() if c.session_id == session_id]
+
+    def local_sessions(self) -> set[str]:
+        return {c.session_id for c in self._conns.values()}
+
+    def connections(self) -> list[Connection]:
+        return list(self._conns.values())
+
+    # -- places, for the sessions this node owns ----------------------------------------------
+
+    def place(self, session_id: str, participant_id: str, where: Place) -> Place | None:
+        """Make `where` the participant's socket; returns the different one it replaces."""
+        key = (session_id, participant_id)
+        previous = self._places.get(key)
+        self._places[key] = where
+        if previous != where:
+            self._last_views.pop(key, None)
+        return None if previous == where else previous
+
+    def restore(self, session_id: str, participant_id: str, previous: Place | None) -> None:
+        """Undo `place` for a connection the session refused."""
+        key = (session_id, participant_id)
+        self._last_views.pop(key, None)
+        if previous is None:
+            self._places.pop(key, None)
+        else:
+            self._places[key] = previous
+
+    def unplace(self, session_id: str, participant_id: str, where: Place) -> bool:
+        """Forget `where` if it is still the participant's socket (False: it was replaced)."""
+        key = (session_id, participant_id)
+        if self._places.get(key) != where:
+            return False
+        del self._places[key]
+        self._last_views.pop(key, None)
+        return True
+
+    def place_of(self, session_id: str, participant_id: str) -> Place | None:
+        return self._places.get((session_id, participant_id))
+
+    def places_in(self, session_id: str) -> list[tuple[str, Place]]:
+        return [(pid, where) for (sid, pid), where in self._places.items() if sid == session_id]
+
+    def drop_places(self, session_id: str) -> None:
+        """This node no longer owns the session (lease lost, handed over, ended)."""
+        for key in [k for k in self._places if k[0] == session_id]:
+            del self._places[key]
+            self._last_views.pop(key, None)
+
+    def resend_views(self, session_id: str) -> None:
+        """Forget what was last sent, so the next `push_views` sends every view in full."""
+        for key in [k for k in self._last_views if k[0] == session_id]:
+            del self._last_views[key]
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -111,44 +196,95 @@ class Fanout:
 
     async def to_participant(self, session_id: str, participant_id: str, event: str,
                              data: Any) -> bool:
-        """Send to one participant's socket; False when it has none on this node."""
-        sid = self._by_participant.get((session_id, participant_id))
-        if sid is None:
+        """Send to one participant's socket; False when it has none in the clinic."""
+        where = self._places.get((session_id, participant_id))
+        if where is None:
             return False
-        await self.emit(sid, event, data)
+        await self._send(session_id, [(where, Item(where.sid, event, data))])
         return True
 
     async def deliver(self, session_id: str, deliveries: list[Delivery],
                       event: str = "notice") -> None:
+        batch = []
         for participant_id, payload in deliveries:
-            await self.to_participant(session_id, participant_id, event, payload)
+            where = self._places.get((session_id, participant_id))
+            if where is not None:
+                batch.append((where, Item(where.sid, event, payload)))
+        await self._send(session_id, batch)
 
     async def push_views(self, state: SessionState) -> None:
-        """Each connected receiver its own view, only when it changed."""
+        """Each placed receiver its own view, only when it changed."""
         session_id = state.info.id if state.info else ""
         # The sender's clock, so a browser with a wrong clock counts breakout time right.
         sent_at = self._clock().isoformat()
-        for conn in self.in_session(session_id):
+        batch = []
+        for participant_id, where in self.places_in(session_id):
             # A connection whose Connect is still queued behind this change has no place in
             # the session yet: its first view comes with its own arrival, never a "left".
-            if conn.participant_id not in state.participants:
+            if participant_id not in state.participants:
                 continue
-            view = view_for(state, conn.participant_id)
+            view = view_for(state, participant_id)
             comparable = {k: v for k, v in view.items() if k != "rev"}
-            if comparable == conn.last_view:
+            key = (session_id, participant_id)
+            if comparable == self._last_views.get(key):
                 continue
-            conn.last_view = comparable
-            await self.emit(conn.sid, "state", {**view, "server_time": sent_at})
+            self._last_views[key] = comparable
+            batch.append((where, Item(where.sid, "state", {**view, "server_time": sent_at})))
+        await self._send(session_id, batch)
 
     async def end_session(self, session_id: str) -> None:
-        for conn in self.in_session(session_id):
-            await self.emit(conn.sid, "ended", {"reason": "ended"})
-            self.close_soon(conn.sid)
+        batch = [(where, Item(where.sid, "ended", {"reason": "ended"}, close=True))
+                 for _, where in self.places_in(session_id)]
+        self.drop_places(session_id)
+        await self._send(session_id, batch)
 
-    def close_participant(self, session_id: str, participant_id: str) -> None:
-        sid = self._by_participant.get((session_id, participant_id))
-        if sid is not None:
-            self.close_soon(sid)
+    async def close_participant(self, session_id: str, participant_id: str) -> None:
+        where = self._places.get((session_id, participant_id))
+        if where is not None:
+            self.unplace(session_id, participant_id, where)
+            await self._send(session_id, [(where, Item(where.sid, close=True))])
+
+    async def close_place(self, session_id: str, where: Place) -> None:
+        """Close a socket that lost its place (the participant connected again elsewhere)."""
+        await self._send(session_id, [(where, Item(where.sid, close=True))])
+
+    async def receive(self, session_id: str, items: Iterable[Item]) -> None:
+        """Items another node's owner sent for sockets held here."""
+        for item in items:
+            conn = self._conns.get(item.sid)
+            if conn is None or conn.session_id != session_id:
+                continue  # the socket went away meanwhile: its owner will hear of it
+            await self._apply(item)
+
+    async def _send(self, session_id: str, batch: list[tuple[Place, Item]]) -> None:
+        remote: dict[str, list[Item]] = defaultdict(list)
+        for where, item in batch:
+            if where.node_id == self.node_id:
+                await self._apply(item)
+            else:
+                remote[where.node_id].append(item)
+        for node_id, items in remote.items():
+            if self._remote is None:
+                log.error("a place on node %s but no cluster bus", node_id)
+                continue
+            try:
+                await self._remote.deliver(node_id, session_id, items)
+            except Exception as exc:
+                # The views will go out in full next time; the node resyncs its sockets.
+                log.warning("delivery to node %s failed (%s)", node_id, type(exc).__name__)
+                for key in [k for k, w in self._places.items()
+                            if k[0] == session_id and w.node_id == node_id]:
+                    self._last_views.pop(key, None)
+
+    async def _apply(self, item: Item) -> None:
+        if item.event is not None:
+            await self.emit(item.sid, item.event, item.data)
+        if item.close:
+            self.close_soon(item.sid)
+
+    async def disconnect(self, sid: str) -> None:
+        """Close a socket as if it had gone away: its owner hears of it (drain)."""
+        await self._sio.disconnect(sid)
 
     def close_soon(self, sid: str, delay_s: float = 0.5) -> None:
         """Disconnect after the ack of the command that caused it has gone out."""

@@ -1,42 +1,31 @@
-"""The Socket.IO adapter of the control plane: sockets in, commands to the session owners.
+"""The Socket.IO adapter of the control plane: sockets in, events to the sessions' owners.
 
-It checks join tokens at connect, parses every client event through `protocol`, queues it
-to the session's owner (runtime), and acknowledges every event (known or not) with
-`{ok: ...}` or a structured error. What goes out to sockets is `fanout`'s job; what goes to
-the relay is `media`'s. As the sessions' observer it hands each change to both.
+It checks join tokens at connect, bounds every client event (rate, size, shape), hands it
+to the session's owner through a `SessionRouter` (this node's `SessionService`, or another
+node's through the cluster), and acknowledges every event (known or not) with `{ok: ...}`
+or a structured error. What goes out to sockets is `fanout`'s job.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import socketio
 
-from signaling.core import commands as c
-from signaling.core import events as e
-from signaling.core.chat import chat_deliveries
-from signaling.core.model import SessionState
-from signaling.core.notices import broadcast_notices, help_notices, notices_for, waiting_notices
-from signaling.core.policy import Rejected
 from signaling.core.ratelimit import TokenBucket
-from signaling.core.translate import command_for
-from signaling.edge.fanout import Connection, Fanout
-from signaling.edge.media import MediaCoordinator
-from signaling.edge.runtime import SessionHub
-from signaling.ports import JoinTokens, Relay, TokenRejected
+from signaling.edge.fanout import Connection, Fanout, Place
+from signaling.edge.sessions import SessionRouter
+from signaling.ports import JoinTokens, TokenRejected
 from signaling.protocol import (
     CLIENT_EVENTS,
     MAX_EVENT_BYTES,
     ProtocolError,
     error,
-    ok,
     parse_client_event,
 )
 
@@ -51,39 +40,29 @@ class GatewayLimits:
 
 
 class Gateway:
-    """Socket.IO handlers, and the observer that passes session changes on."""
+    """Socket.IO handlers of the sockets this node holds."""
 
     def __init__(
         self,
         sio: socketio.AsyncServer,
-        hub: SessionHub,
+        fanout: Fanout,
+        router: SessionRouter,
         tokens: JoinTokens,
         *,
-        relay: Relay | None = None,
         limits: GatewayLimits = GatewayLimits(),
-        pseudonym: Callable[[str], str] = lambda value: "?",
         on_event: Callable[[str, str], None] = lambda event, outcome: None,
         client_config: dict[str, Any] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._sio = sio
-        self._hub = hub
+        self._router = router
         self._tokens = tokens
         self._limits = limits
-        self._pseudonym = pseudonym
         self._on_event = on_event
         self._client_config = client_config or {"ice_servers": []}
-        self._clock = clock
-        self.fanout = Fanout(sio, clock)
-        self.media = MediaCoordinator(self.fanout, hub, relay)
+        self.fanout = fanout
         sio.on("connect", self._connect)
         sio.on("disconnect", self._disconnect)
         sio.on("*", self._any_event)
-        hub.add_observer(self)
-
-    def attach_relay(self, relay: Relay) -> None:
-        """Give the gateway its relay (built after it: the relay listens to `media`)."""
-        self.media.attach(relay)
 
     def connection_count(self) -> int:
         return self.fanout.count()
@@ -108,21 +87,16 @@ class Gateway:
         # First message of every connection: the ICE servers its media must use (the
         # clinic's STUN/TURN; empty in tests), so no client falls back to a public server.
         conn.pending.append(("config", self._client_config))
-        previous = self.fanout.add(conn)
-        actor = c.Actor.participant(claims.participant_id, claims.role)
-        command = c.Connect(claims.participant_id, claims.name, claims.role, claims.token_id)
-        decision = await self._hub.submit(claims.session_id, actor, command)
-        if isinstance(decision, Rejected):
-            self.fanout.withdraw(conn, previous)
-            log.info("connect refused: %s (participant %s)", decision.code,
-                     self._pseudonym(claims.participant_id))
-            self._refuse(decision.message, decision.code)
-        if previous is not None and self.fanout.forget(previous) is not None:
-            log.info("participant %s replaced an older connection",
-                     self._pseudonym(claims.participant_id))
-            self.fanout.spawn(self._sio.disconnect(previous))
-        # The observer has already queued this connection's first view (conn.pending).
+        self.fanout.add(conn)
+        refused = await self._router.connect(self._here(sid), claims)
+        if refused is not None:
+            self.fanout.forget(sid)
+            self._refuse(refused.message, refused.code)
+        # The owner has already queued this connection's first view (conn.pending).
         self.fanout.spawn(self.fanout.go_live(conn))
+
+    def _here(self, sid: str) -> Place:
+        return Place(self.fanout.node_id, sid)
 
     @staticmethod
     def _refuse(message: str, code: str) -> NoReturn:
@@ -132,9 +106,9 @@ class Gateway:
     async def _disconnect(self, sid: str, *args: Any) -> None:
         conn = self.fanout.forget(sid)
         if conn is None:
-            return
-        actor = c.Actor.participant(conn.participant_id, conn.role)
-        await self._hub.submit(conn.session_id, actor, c.Disconnect(conn.participant_id))
+            return  # closed by the session itself (denied, removed, ended, replaced)
+        await self._router.disconnect(self._here(sid), conn.session_id, conn.participant_id,
+                                      conn.role)
 
     # -- client events ----------------------------------------------------------------------
 
@@ -163,52 +137,9 @@ class Gateway:
             return error("rate_limited", "too many events, slow down")
         if _size(data) > self._limits.max_event_bytes:
             return error("invalid", f"payload larger than {self._limits.max_event_bytes} bytes")
-        payload = parse_client_event(event, data)
-        actor = c.Actor.participant(conn.participant_id, conn.role)
-        command = command_for(payload, seed=secrets.randbits(32))
-        decision = await self._hub.submit(conn.session_id, actor, command)
-        if isinstance(decision, Rejected):
-            return error(decision.code, decision.message)
-        if isinstance(command, c.Signal):
-            return await self.media.signal(conn, command)
-        await self._deliver_unrecorded(conn, command)
-        return ok()
-
-    async def _deliver_unrecorded(self, conn: Connection, command: c.Command) -> None:
-        """Chat and messages are checked by the core but never stored: deliver them now."""
-        match command:
-            case c.Chat():
-                state = await self._hub.state(conn.session_id)
-                at = self._clock().isoformat()
-                deliveries = chat_deliveries(state, conn.participant_id, command.text, at)
-                await self.fanout.deliver(conn.session_id, deliveries, event="chat")
-            case c.Broadcast():
-                state = await self._hub.state(conn.session_id)
-                await self.fanout.deliver(conn.session_id,
-                                          broadcast_notices(state, command.text))
-            case c.AskForHelp():
-                state = await self._hub.state(conn.session_id)
-                await self.fanout.deliver(conn.session_id,
-                                          help_notices(state, conn.participant_id))
-            case c.MessageWaiting():
-                state = await self._hub.state(conn.session_id)
-                notices = waiting_notices(state, command.text, command.participant_id)
-                await self.fanout.deliver(conn.session_id, notices)
-
-    # -- session observer -------------------------------------------------------------------
-
-    async def session_changed(
-        self, before: SessionState, after: SessionState, events: Sequence[e.Event]
-    ) -> None:
-        session_id = after.info.id if after.info else ""
-        await self.fanout.deliver(session_id, notices_for(after, events))
-        for event in events:
-            if isinstance(event, e.Denied | e.Removed):
-                self.fanout.close_participant(session_id, event.participant_id)
-        await self.fanout.push_views(after)
-        if any(isinstance(event, e.SessionEnded) for event in events):
-            await self.fanout.end_session(session_id)
-        self.media.update(after)
+        parse_client_event(event, data)  # refuse bad shapes here, before any node hop
+        return await self._router.event(self._here(sid), conn.session_id, conn.participant_id,
+                                        conn.role, event, data)
 
 
 _KNOWN_EVENTS = frozenset(CLIENT_EVENTS)

@@ -16,7 +16,7 @@ from typing import Any
 from signaling.core import commands as c
 from signaling.core.media_plan import plan_for
 from signaling.core.model import SessionState
-from signaling.edge.fanout import Connection, Fanout
+from signaling.edge.fanout import Fanout
 from signaling.edge.runtime import SessionHub
 from signaling.ports import MediaKind, MediaPlan, Relay, SignalType
 from signaling.protocol import error, ok
@@ -39,6 +39,8 @@ class MediaCoordinator:
         self._plans: dict[str, MediaPlan] = {}
         self._queued: dict[str, MediaPlan | None] = {}
         self._pumps: dict[str, asyncio.Task[None]] = {}
+        # Per participant: orders the relay's answer before the relay's next offer.
+        self._signal_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def attach(self, relay: Relay) -> None:
         """Give the coordinator its relay (built after it: the relay needs it as listener)."""
@@ -50,8 +52,7 @@ class MediaCoordinator:
             return
         session_id = state.info.id
         if state.ended:
-            if self._plans.pop(session_id, None) is not None or session_id in self._queued:
-                self._queue(session_id, CLOSE)
+            self.forget(session_id)
             return
         plan = plan_for(state)
         if self._plans.get(session_id) == plan:
@@ -59,21 +60,38 @@ class MediaCoordinator:
         self._plans[session_id] = plan
         self._queue(session_id, plan)
 
-    async def signal(self, conn: Connection, command: c.Signal) -> dict[str, Any]:
+    async def signal(self, session_id: str, participant_id: str,
+                     command: c.Signal) -> dict[str, Any]:
         """A client's offer or answer, through the relay; the answer goes back as `signal`."""
         relay = self._relay
         if relay is None:
             return error("conflict", "media is not available on this server")
-        async with conn.signal_lock:
-            await self._flushed(conn.session_id)
+        async with self._lock(session_id, participant_id):
+            await self._flushed(session_id)
             try:
-                answer = await relay.signal(conn.session_id, conn.participant_id,
-                                            command.type, command.sdp)
+                answer = await relay.signal(session_id, participant_id, command.type,
+                                            command.sdp)
             except ValueError as exc:
                 return error("invalid", f"signal: {exc}")
             if answer is not None:
-                await self._fanout.emit(conn.sid, "signal", {"type": "answer", "sdp": answer})
+                await self._fanout.to_participant(session_id, participant_id, "signal",
+                                                  {"type": "answer", "sdp": answer})
         return ok()
+
+    async def reset_all(self, state: SessionState) -> None:
+        """This node's relay is new to the session (it took the session over): every
+        participant with a media path must offer again, to this relay."""
+        if self._relay is None or state.info is None:
+            return
+        for participant_id in plan_for(state).grants:
+            await self.media_reset(state.info.id, participant_id)
+
+    def forget(self, session_id: str) -> None:
+        """The session moved to another node: release its peers here."""
+        if self._plans.pop(session_id, None) is not None or session_id in self._queued:
+            self._queue(session_id, CLOSE)
+        for key in [k for k in self._signal_locks if k[0] == session_id]:
+            del self._signal_locks[key]
 
     async def close(self) -> None:
         """Let queued plans reach the relay (server shutdown)."""
@@ -84,15 +102,13 @@ class MediaCoordinator:
     async def send_signal(
         self, session_id: str, participant_id: str, kind: SignalType, sdp: str
     ) -> None:
-        conn = self._fanout.connection_of(session_id, participant_id)
-        if conn is None:
-            return
         # Never before the answer to the participant's own offer: a media worker's answer
         # and its next offer arrive together, and an offer that overtook the answer would
         # meet the client in have-local-offer (glare: the browser rolls back, then refuses
         # the late answer in "stable").
-        async with conn.signal_lock:
-            await self._fanout.emit(conn.sid, "signal", {"type": kind, "sdp": sdp})
+        async with self._lock(session_id, participant_id):
+            await self._fanout.to_participant(session_id, participant_id, "signal",
+                                              {"type": kind, "sdp": sdp})
 
     async def media_published(
         self, session_id: str, participant_id: str, kinds: frozenset[MediaKind]
@@ -102,6 +118,13 @@ class MediaCoordinator:
     async def media_reset(self, session_id: str, participant_id: str) -> None:
         await self._fanout.to_participant(session_id, participant_id, "media_reset",
                                           {"reason": MEDIA_RESET_REASON})
+
+    def _lock(self, session_id: str, participant_id: str) -> asyncio.Lock:
+        key = (session_id, participant_id)
+        lock = self._signal_locks.get(key)
+        if lock is None:
+            lock = self._signal_locks[key] = asyncio.Lock()
+        return lock
 
     # -- the per-session pump ---------------------------------------------------------------
 

@@ -21,11 +21,14 @@ from signaling.core.events import Event, from_record, to_record
 from signaling.core.model import SessionState
 from signaling.core.policy import Rejected
 from signaling.core.session import Accepted, Decision, apply, decide, next_deadline, replay
-from signaling.ports import EventLog, LedgerConflict
+from signaling.ports import EventLog, FencedOut, LedgerConflict
 
 log = logging.getLogger("circle.sessions")
 
 Clock = Callable[[], datetime]
+FenceOf = Callable[[str], int | None]
+"""The fence to append a session's events with; raises FencedOut once this node's lease
+on it has lapsed. One node without leases answers None."""
 
 
 class SessionObserver(Protocol):
@@ -53,14 +56,19 @@ class SessionActor:
         clock: Clock,
         observers: Sequence[SessionObserver],
         on_exit: Callable[[SessionActor], None],
+        fence_of: FenceOf = lambda session_id: None,
     ) -> None:
         self.session_id = session_id
         self.state = SessionState()
+        self.fenced = False
+        """True once another node took the session over: this actor stops writing."""
+        self._fence_of = fence_of
         self._log = event_log
         self._clock = clock
         self._observers = observers
         self._on_exit = on_exit
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._current: _Job | None = None
         self._loaded = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"session-{session_id}")
 
@@ -81,14 +89,20 @@ class SessionActor:
     async def _run(self) -> None:
         try:
             await self._load()
-            while not self._finished():
-                await self._handle(await self._next_job())
+            while not self._finished() and not self.fenced:
+                self._current = await self._next_job()
+                await self._handle(self._current)
+                self._current = None
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("session actor failed; it will be reloaded on next use")
         finally:
-            self._drain(Rejected("conflict", "session is restarting, try again"))
+            why = Rejected("conflict", "the session is restarting, try again")
+            job = self._current
+            if job is not None and job.reply is not None and not job.reply.done():
+                job.reply.set_result(why)  # stopped mid-command: its caller still hears
+            self._drain(why)
             self._on_exit(self)
 
     async def _load(self) -> None:
@@ -111,6 +125,10 @@ class SessionActor:
         if isinstance(decision, Accepted) and decision.events:
             try:
                 await self._commit(decision.events)
+            except FencedOut:
+                log.warning("session lease lost: this node stops writing to the session")
+                self.fenced = True
+                decision = Rejected("conflict", "the session moved to another server, try again")
             except LedgerConflict:
                 log.error("ledger conflict: another writer owns this session; reloading")
                 await self._load()
@@ -123,7 +141,9 @@ class SessionActor:
 
     async def _commit(self, events: Sequence[Event]) -> None:
         before = self.state
-        await self._log.append(self.session_id, before.seq + 1, [to_record(e) for e in events])
+        fence = self._fence_of(self.session_id)
+        await self._log.append(self.session_id, before.seq + 1, [to_record(e) for e in events],
+                               fence=fence)
         after = before
         for event in events:
             after = apply(after, event)
@@ -153,10 +173,15 @@ class SessionHub:
         event_log: EventLog,
         clock: Clock,
         observers: Sequence[SessionObserver] = (),
+        *,
+        fence_of: FenceOf = lambda session_id: None,
+        on_exit: Callable[[str, bool], None] = lambda session_id, fenced: None,
     ) -> None:
         self._log = event_log
         self._clock = clock
         self._observers = list(observers)
+        self._fence_of = fence_of
+        self._on_exit = on_exit
         self._actors: dict[str, SessionActor] = {}
 
     def add_observer(self, observer: SessionObserver) -> None:
@@ -173,19 +198,12 @@ class SessionHub:
     def live_sessions(self) -> list[str]:
         return sorted(self._actors)
 
-    async def recover(self, session_ids: Sequence[str]) -> int:
-        """After a restart: every connection the ledger knew of is gone as of now.
-
-        Returns how many sessions were still live. Their participants keep their places for
-        the grace period, so clients that reconnect find their status and room unchanged.
-        """
-        live = 0
-        for session_id in session_ids:
-            state = await self.state(session_id)
-            if state.exists and not state.ended:
-                await self.submit(session_id, c.SYSTEM, c.Recover())
-                live += 1
-        return live
+    async def evict(self, session_id: str) -> None:
+        """Stop the session's actor (this node no longer owns it); queued commands are
+        answered with a retryable error."""
+        actor = self._actors.pop(session_id, None)
+        if actor is not None:
+            await actor.stop()
 
     async def close(self) -> None:
         for actor in list(self._actors.values()):
@@ -196,7 +214,8 @@ class SessionHub:
         actor = self._actors.get(session_id)
         if actor is None:
             actor = SessionActor(
-                session_id, self._log, self._clock, self._observers, self._forget
+                session_id, self._log, self._clock, self._observers, self._forget,
+                self._fence_of,
             )
             self._actors[session_id] = actor
         return actor
@@ -204,3 +223,4 @@ class SessionHub:
     def _forget(self, actor: SessionActor) -> None:
         if self._actors.get(actor.session_id) is actor:
             del self._actors[actor.session_id]
+        self._on_exit(actor.session_id, actor.fenced)

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.apikeys import ApiKeys
 from server.crypto.keyring import KeyRing
 from server.ledger import AUDIT_STREAM, Ledger
+from server.storage import migrate
 from server.storage.database import Database
 from server.storage.ledger_store import SignedHead, StoredRecord
 from server.storage.schema import MIGRATIONS, ledger_records, schema_migrations
-from signaling.ports import LedgerConflict
+from signaling.ports import FencedOut, LedgerConflict
 
 from .db_fixtures import *  # noqa: F403  (fixtures, found by pytest by name)
 from .db_fixtures import DbTarget
@@ -37,6 +40,33 @@ async def test_migrations_are_recorded_and_idempotent(
         versions = (await conn.execute(select(schema_migrations.c.version))).scalars().all()
     assert sorted(versions) == [m.version for m in MIGRATIONS]
     assert database.schema_version == MIGRATIONS[-1].version
+
+
+async def _tables(conn: AsyncConnection) -> set[str]:
+    return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+
+
+async def test_a_version_1_database_upgrades_in_place_to_fences(
+    db_target: DbTarget, keyring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as old_circle:  # what the release before fences would do
+        old_circle.setattr(migrate, "MIGRATIONS", MIGRATIONS[:1])
+        async with await db_target.open() as db:
+            assert db.schema_version == 1
+            await Ledger(db.ledger, keyring).append("s_a", 1, _events(2))
+            async with db.engine.connect() as conn:
+                assert "ledger_fences" not in await _tables(conn)
+    async with await db_target.open() as db:
+        assert db.schema_version == 2
+        async with db.engine.connect() as conn:
+            assert "ledger_fences" in await _tables(conn)
+            versions = (await conn.execute(select(schema_migrations.c.version))).scalars()
+            assert sorted(versions) == [1, 2]
+        ledger = Ledger(db.ledger, keyring)
+        fence = await ledger.claim_fence("s_a")
+        assert fence == 1
+        await ledger.append("s_a", 3, _events(1, start=3), fence=fence)
+        assert await ledger.load("s_a") == _events(3)
 
 
 # -- ledger through the mapper -----------------------------------------------------------
@@ -105,6 +135,137 @@ async def test_store_refuses_a_stale_head_atomically(database: Database) -> None
     head, records = await store.read_stream("s_cas")
     assert head == second
     assert [r.seq for r in records] == [1, 2]
+
+
+async def test_claim_fence_counts_up_per_stream(database: Database, keyring: KeyRing) -> None:
+    store = database.ledger
+    assert [await store.claim_fence("s_a") for _ in range(3)] == [1, 2, 3]
+    assert await store.claim_fence("s_b") == 1
+    assert await Ledger(store, keyring).claim_fence("s_a") == 4
+    async with database.engine.connect() as conn:  # committed: seen by any connection
+        rows = await conn.execute(text("SELECT stream, fence FROM ledger_fences"))
+        fences = {str(stream): int(fence) for stream, fence in rows}
+    assert fences == {"s_a": 4, "s_b": 1}
+    with pytest.raises(ValueError):
+        await Ledger(store, keyring).claim_fence(AUDIT_STREAM)
+
+
+async def test_only_the_newest_fence_appends(database: Database, keyring: KeyRing) -> None:
+    old_owner, new_owner = Ledger(database.ledger, keyring), Ledger(database.ledger, keyring)
+    first = await old_owner.claim_fence("s_a")
+    await old_owner.append("s_a", 1, _events(2), fence=first)
+    second = await new_owner.claim_fence("s_a")
+    assert second == first + 1
+    head = await database.ledger.head("s_a")
+    with pytest.raises(FencedOut):
+        await old_owner.append("s_a", 3, [{"type": "stale"}], fence=first)
+    assert await database.ledger.head("s_a") == head
+    assert await Ledger(database.ledger, keyring).load("s_a") == _events(2)
+    await new_owner.append("s_a", 3, _events(1, start=3), fence=second)
+    with pytest.raises(FencedOut):  # the old owner re-reads the head: still fenced out
+        await old_owner.append("s_a", 4, [{"type": "stale"}], fence=first)
+    await old_owner.append("s_a", 4, _events(1, start=4))  # no fence: one node, no leases
+    assert await Ledger(database.ledger, keyring).load("s_a") == _events(4)
+    assert (await old_owner.verify()).ok
+
+
+async def test_a_fence_never_claimed_appends_nothing(database: Database, keyring: KeyRing) -> None:
+    ledger = Ledger(database.ledger, keyring)
+    with pytest.raises(FencedOut):
+        await ledger.append("s_new", 1, _events(1), fence=1)
+    await database.ledger.claim_fence("s_other")
+    with pytest.raises(FencedOut):  # fences are per stream
+        await ledger.append("s_new", 1, _events(1), fence=1)
+    assert await database.ledger.read_stream("s_new") == (None, [])
+    assert await ledger.streams() == []
+
+
+async def test_a_claim_racing_a_fenced_append_never_lets_it_land_after(
+    database: Database, keyring: KeyRing
+) -> None:
+    owner, rival = Ledger(database.ledger, keyring), Ledger(database.ledger, keyring)
+
+    async def claim_after(delay: float) -> int:
+        await asyncio.sleep(delay)
+        return await rival.claim_fence("s_race")
+
+    # The claim starts anywhere from with the append to well after it would have committed,
+    # so the rounds sweep across the window where the two overlap.
+    delays = [i * 0.0001 for i in range(20)] + [0.01, 0.05]
+    stored: list[dict[str, object]] = []
+    outcomes: list[str] = []
+    for round_, delay in enumerate(delays * 3):
+        fence = await owner.claim_fence("s_race")
+        record: dict[str, object] = {"round": round_}
+        appended, claimed = await asyncio.gather(
+            owner.append("s_race", len(stored) + 1, [record], fence=fence),
+            claim_after(delay),
+            return_exceptions=True,
+        )
+        assert claimed == fence + 1
+        if appended is None:
+            stored.append(record)
+        else:
+            assert isinstance(appended, FencedOut), appended
+        outcomes.append("ok" if appended is None else "fenced")
+        head = await database.ledger.head("s_race")
+        assert (head.seq if head else 0) == len(stored)
+        with pytest.raises(FencedOut):  # once the claim has returned, the old fence is dead
+            await owner.append("s_race", len(stored) + 1, [{"late": round_}], fence=fence)
+    assert await Ledger(database.ledger, keyring).load("s_race") == stored
+    assert set(outcomes) == {"ok", "fenced"}, f"the race was not exercised: {outcomes}"
+
+
+async def _pids_blocked_by(conn: AsyncConnection, pid: int) -> list[int]:
+    rows = await conn.execute(
+        text("SELECT pid FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"),
+        {"pid": pid},
+    )
+    blocked = [int(p) for p in rows.scalars()]
+    await conn.rollback()  # pg_stat_activity stays frozen for the rest of a transaction
+    return blocked
+
+
+async def _wait_blocked_by(conn: AsyncConnection, pid: int) -> int:
+    deadline = time.monotonic() + 10
+    while not (blocked := await _pids_blocked_by(conn, pid)):
+        assert time.monotonic() < deadline, f"nothing blocked behind backend {pid}"
+        await asyncio.sleep(0.01)
+    return blocked[0]
+
+
+# Row locks are PostgreSQL's; SQLite lets one writer at a time in anyway.
+@pytest.mark.parametrize("db_target", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+async def test_a_claim_waits_for_the_fenced_append_in_flight(
+    database: Database, db_target: DbTarget, keyring: KeyRing
+) -> None:
+    """On PostgreSQL: the append holds its fence row, so the claim returns after its commit."""
+    ledger = Ledger(database.ledger, keyring)
+    fence = await ledger.claim_fence("s_a")
+    await ledger.append("s_a", 1, _events(1), fence=fence)
+    engine = database.engine
+    async with engine.connect() as blocker, engine.connect() as watcher:
+        # Stall the next append on the head row, after it has taken the fence row.
+        await blocker.execute(text("SELECT 1 FROM ledger_heads WHERE stream = 's_a' FOR UPDATE"))
+        blocker_pid = int((await blocker.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        append = asyncio.create_task(ledger.append("s_a", 2, _events(1, start=2), fence=fence))
+        claim: asyncio.Task[int] | None = None
+        try:
+            append_pid = await _wait_blocked_by(watcher, blocker_pid)
+            claim = asyncio.create_task(database.ledger.claim_fence("s_a"))
+            await _wait_blocked_by(watcher, append_pid)
+            assert not append.done() and not claim.done()
+            await blocker.rollback()
+            await append  # committed before the claim could take the fence row
+            assert await claim == fence + 1
+        finally:
+            for task in (append, claim):
+                if task is not None and not task.done():
+                    task.cancel()
+    assert await Ledger(database.ledger, keyring).load("s_a") == _events(2)
+    with pytest.raises(FencedOut):
+        await ledger.append("s_a", 3, _events(1, start=3), fence=fence)
 
 
 async def test_rotation_keeps_old_records_readable(

@@ -287,6 +287,16 @@ def test_recover_marks_every_connection_dropped_as_of_now() -> None:
     assert s.status("c1") == "admitted"
 
 
+def test_recover_keeps_the_participants_whose_sockets_another_node_still_holds() -> None:
+    s = Session.created()
+    s.join("t1", "therapist")
+    s.join("c1")
+    s.join("c2")
+    events = s.at(30).ok(c.SYSTEM, c.Recover(keep=frozenset({"t1", "c2"})))
+    assert [ev.participant_id for ev in events if isinstance(ev, e.Disconnected)] == ["c1"]
+    assert s.state.participants["t1"].connected and s.state.participants["c2"].connected
+
+
 def test_revoked_invite_is_refused_at_connect() -> None:
     s = Session.created()
     s.ok(STAFF, c.IssueInvite("c1", "Ann", "client", "j1", T0))

@@ -14,7 +14,7 @@ from server.crypto.keyring import KeyRing
 from server.crypto.sealing import seal, unseal
 from server.ledger import AUDIT_STREAM, Ledger, canonical_json
 from server.storage.ledger_store import SignedHead, StoredRecord
-from signaling.ports import EventLog, LedgerConflict
+from signaling.ports import EventLog, FencedOut, LedgerConflict
 
 
 class MemoryLedgerStore:
@@ -23,21 +23,32 @@ class MemoryLedgerStore:
     def __init__(self) -> None:
         self.records: dict[tuple[str, int], StoredRecord] = {}
         self.heads: dict[str, SignedHead] = {}
+        self.fences: dict[str, int] = {}
         self.head_reads = 0
         self.fail_next: Exception | None = None
 
     async def append(
-        self, records: Sequence[StoredRecord], head: SignedHead, previous: SignedHead | None
+        self,
+        records: Sequence[StoredRecord],
+        head: SignedHead,
+        previous: SignedHead | None,
+        fence: int | None = None,
     ) -> None:
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
             raise exc
+        if fence is not None and self.fences.get(head.stream) != fence:
+            raise FencedOut("fence moved")
         if self.heads.get(head.stream) != previous:
             raise LedgerConflict("head moved")
         if any((r.stream, r.seq) in self.records for r in records):
             raise LedgerConflict("seq taken")
         self.records.update({(r.stream, r.seq): r for r in records})
         self.heads[head.stream] = head
+
+    async def claim_fence(self, stream: str) -> int:
+        self.fences[stream] = self.fences.get(stream, 0) + 1
+        return self.fences[stream]
 
     async def head(self, stream: str) -> SignedHead | None:
         self.head_reads += 1
@@ -196,3 +207,28 @@ async def test_verify_counts_and_passes_a_clean_ledger(ledger: Ledger) -> None:
     report = await ledger.verify()
     assert report.ok and report.first_bad is None
     assert (report.streams_checked, report.records_checked) == (2, 3)
+
+
+async def test_fence_goes_to_the_store_and_fenced_out_forgets_the_head(
+    store: MemoryLedgerStore, keyring: KeyRing
+) -> None:
+    old_owner, new_owner = Ledger(store, keyring), Ledger(store, keyring)
+    first = await old_owner.claim_fence("s_a")
+    await old_owner.append("s_a", 1, [{"n": 1}], fence=first)
+    assert await new_owner.claim_fence("s_a") == first + 1
+    with pytest.raises(FencedOut):
+        await old_owner.append("s_a", 2, [{"n": "stale"}], fence=first)
+    assert store.heads["s_a"].seq == 1
+    await new_owner.append("s_a", 2, [{"n": 2}], fence=first + 1)
+    store.head_reads = 0
+    with pytest.raises(FencedOut):  # re-reads the head the new owner moved, still fenced out
+        await old_owner.append("s_a", 3, [{"n": "stale"}], fence=first)
+    assert store.head_reads == 1
+    assert await new_owner.load("s_a") == [{"n": 1}, {"n": 2}]
+
+
+async def test_the_audit_stream_is_never_fenced(ledger: Ledger) -> None:
+    with pytest.raises(ValueError):
+        await ledger.claim_fence(AUDIT_STREAM)
+    with pytest.raises(ValueError):
+        await ledger.claim_fence("")

@@ -11,8 +11,6 @@ import asyncio
 from typing import Any
 
 from signaling.core import commands as c
-from signaling.core.ratelimit import TokenBucket
-from signaling.edge.fanout import Connection
 from signaling.edge.media import MediaCoordinator
 from signaling.ports import MediaPlan, SignalType
 
@@ -42,14 +40,12 @@ class SlowRelay:
 class Emits:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, Any]] = []
-        self.connections: dict[tuple[str, str], Connection] = {}
 
-    async def emit(self, sid: str, event: str, data: Any) -> None:
+    async def to_participant(self, session_id: str, participant_id: str, event: str,
+                             data: Any) -> bool:
         await asyncio.sleep(0)  # a socket write yields, as python-socketio's does
-        self.sent.append((sid, event, data))
-
-    def connection_of(self, session_id: str, participant_id: str) -> Connection | None:
-        return self.connections.get((session_id, participant_id))
+        self.sent.append((participant_id, event, data))
+        return True
 
 
 def coordinator() -> tuple[MediaCoordinator, SlowRelay, Emits]:
@@ -80,14 +76,13 @@ async def test_an_offer_waits_for_the_plans_queued_before_it() -> None:
     s = Session.created()
     s.join("t1", "therapist")
     media.update(s.state)
-    conn = Connection("sid1", "s1", "t1", "therapist", TokenBucket(1, 1))
-    offer = asyncio.ensure_future(media.signal(conn, c.Signal("offer", "v=0")))
+    offer = asyncio.ensure_future(media.signal("s1", "t1", c.Signal("offer", "v=0")))
     await asyncio.sleep(0.01)
     assert relay.log == [] and not offer.done(), "no SDP reaches the relay before its plan"
     relay.release.set()
     assert (await offer) == {"ok": True}
     assert relay.log == ["plan ['t1']", "signal t1"]
-    assert emits.sent == [("sid1", "signal", {"type": "answer", "sdp": "answer-sdp"})]
+    assert emits.sent == [("t1", "signal", {"type": "answer", "sdp": "answer-sdp"})]
 
 
 async def test_an_ended_session_closes_its_media_once() -> None:
@@ -126,9 +121,7 @@ async def test_a_relay_offer_never_overtakes_the_answer_to_the_clients_offer() -
     relay, emits = OffersRightAfterAnswering(holder), Emits()
     media = MediaCoordinator(emits, hub=None, relay=relay)  # type: ignore[arg-type]
     holder.append(media)
-    conn = Connection("sid1", "s1", "t1", "therapist", TokenBucket(1, 1))
-    emits.connections[("s1", "t1")] = conn
-    assert (await media.signal(conn, c.Signal("offer", "v=0"))) == {"ok": True}
+    assert (await media.signal("s1", "t1", c.Signal("offer", "v=0"))) == {"ok": True}
     assert relay.offer is not None
     await relay.offer
     assert [data["type"] for _, _, data in emits.sent] == ["answer", "offer"]

@@ -13,6 +13,7 @@ from signaling.core.model import SessionState
 from signaling.core.policy import Rejected
 from signaling.core.session import Accepted
 from signaling.edge.runtime import SessionHub
+from signaling.ports import FencedOut
 
 from .core_helpers import STAFF, T0
 
@@ -22,19 +23,26 @@ class MemoryLog:
 
     def __init__(self) -> None:
         self.streams: dict[str, list[Mapping[str, Any]]] = {}
+        self.fences: dict[str, int] = {}
         self.fail = False
 
-    async def append(self, stream: str, first_seq: int, records: Sequence[Mapping[str, Any]]
-                     ) -> None:
+    async def append(self, stream: str, first_seq: int, records: Sequence[Mapping[str, Any]],
+                     *, fence: int | None = None) -> None:
         if self.fail:
             self.fail = False
             raise OSError("disk full")
+        if fence is not None and self.fences.get(stream) != fence:
+            raise FencedOut(stream)
         existing = self.streams.setdefault(stream, [])
         assert first_seq == len(existing) + 1
         existing.extend(records)
 
     async def load(self, stream: str) -> list[Mapping[str, Any]]:
         return list(self.streams.get(stream, []))
+
+    async def claim_fence(self, stream: str) -> int:
+        self.fences[stream] = self.fences.get(stream, 0) + 1
+        return self.fences[stream]
 
 
 class Recorder:
@@ -95,9 +103,44 @@ async def test_a_restarted_hub_rebuilds_state_from_the_log_and_recovers() -> Non
     await hub.close()
     fresh = SessionHub(log, clock=lambda: T0 + timedelta(minutes=1))
     assert await fresh.state("s1") == live
-    assert await fresh.recover(["s1", "unknown"]) == 1
+    assert isinstance(await fresh.submit("s1", c.SYSTEM, c.Recover()), Accepted)
     assert (await fresh.state("s1")).participants["t1"].connected is False
     await fresh.close()
+
+
+async def test_an_owner_whose_fence_is_stale_stops_writing_and_says_so() -> None:
+    """Another node claimed the session (a newer fence): the command is refused, nothing is
+    written, the actor goes away, and the node is told it was fenced out."""
+    log = MemoryLog()
+    fence = [await log.claim_fence("s1")]
+    exits: list[tuple[str, bool]] = []
+    hub = SessionHub(log, clock=lambda: T0, fence_of=lambda session_id: fence[0],
+                     on_exit=lambda session_id, fenced: exits.append((session_id, fenced)))
+    assert isinstance(await hub.submit("s1", STAFF, create()), Accepted)
+    await log.claim_fence("s1")  # the other node
+    actor = c.Actor.participant("t1", "therapist")
+    decision = await hub.submit("s1", actor, c.Connect("t1", "T", "therapist", "j"))
+    assert isinstance(decision, Rejected) and decision.code == "conflict"
+    assert len(log.streams["s1"]) == 1
+    for _ in range(100):
+        if exits:
+            break
+        await asyncio.sleep(0.01)
+    assert exits == [("s1", True)] and hub.live_sessions() == []
+    await hub.close()
+
+
+async def test_an_owner_whose_lease_ran_out_writes_nothing() -> None:
+    log = MemoryLog()
+
+    def lapsed(session_id: str) -> int | None:
+        raise FencedOut(session_id)
+
+    hub = SessionHub(log, clock=lambda: T0, fence_of=lapsed)
+    decision = await hub.submit("s1", STAFF, create())
+    assert isinstance(decision, Rejected) and decision.code == "conflict"
+    assert log.streams == {}
+    await hub.close()
 
 
 async def test_the_owner_ticks_when_the_core_has_a_deadline() -> None:

@@ -1,0 +1,1 @@
+"""The control plane across nodes: ownership, routing, replicas; in-memory parts for one node."""
