@@ -34,7 +34,9 @@ def _decode(raw: bytes | str) -> NodeInfo:
     """Unknown fields are dropped so a node of a newer version, announcing more, does not
     break the listing for older ones during a rolling upgrade."""
     data = json.loads(raw)
-    return NodeInfo(**{k: v for k, v in data.items() if k in _FIELDS})
+    known = {k: v for k, v in data.items() if k in _FIELDS}
+    known["session_ids"] = tuple(known.get("session_ids", ()))
+    return NodeInfo(**known)
 
 
 class RedisDirectory:
