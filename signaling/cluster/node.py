@@ -47,7 +47,7 @@ from signaling.core.session import Decision, replay
 from signaling.edge.fanout import Fanout, Item, Place
 from signaling.edge.media import MediaCoordinator
 from signaling.edge.runtime import SessionHub
-from signaling.edge.sessions import SessionService
+from signaling.edge.sessions import NOT_PLACED, SessionService
 from signaling.ports import (
     Bus,
     Directory,
@@ -259,13 +259,22 @@ class ClusterNode:
         service = self._require_service()
         body = {"where": _place_record(where), "session": session_id,
                 "participant": participant_id, "role": role, "event": event, "data": data}
-        try:
-            reply: dict[str, Any] = await self._on_owner(
-                session_id, "event", body,
-                lambda: service.event(where, session_id, participant_id, role, event, data),
-                lambda result: result)
-        except _Unavailable as exc:
-            return error("conflict", str(exc))
+        for attempt in range(2):
+            try:
+                reply: dict[str, Any] = await self._on_owner(
+                    session_id, "event", body,
+                    lambda: service.event(where, session_id, participant_id, role, event, data),
+                    lambda result: result)
+            except _Unavailable as exc:
+                return error("conflict", str(exc))
+            if attempt or reply.get("error", {}).get("message") != NOT_PLACED:
+                return reply
+            conn = self._fanout.get(where.sid)
+            if conn is None or conn.claims is None:
+                return reply
+            refused = await self.connect(where, conn.claims)
+            if refused is not None:
+                return error(refused.code, refused.message)
         return reply
 
     # -- RemoteDelivery (fanout's way to sockets on other nodes) ----------------------------
@@ -338,6 +347,7 @@ class ClusterNode:
         if lease is None:
             return False
         self._held[session_id] = lease
+        self._spawn(self._announce_quietly())
         done = self._adopting[session_id] = asyncio.Event()
         try:
             await self._adopt(session_id)
@@ -401,6 +411,7 @@ class ClusterNode:
     async def _give_up(self, session_id: str, *, release: bool) -> None:
         """This node stops owning the session (lease lost, handed over, or done with)."""
         lease = self._held.pop(session_id, None)
+        self._spawn(self._announce_quietly())
         await self.hub.evict(session_id)
         self._fanout.drop_places(session_id)
         if self._media is not None:
@@ -473,11 +484,6 @@ class ClusterNode:
         if kind == "census":
             return [{"participant": conn.participant_id, "sid": conn.sid}
                     for conn in self._fanout.local_in_session(session_id)]
-        if kind == "refresh":
-            if self._owns(session_id):
-                self._fanout.resend_views(session_id)
-                await self._fanout.push_views(await self.hub.state(session_id))
-            return None
         if await self._route(session_id) != self.node_id:
             raise NotOwner(session_id)
         service = self._require_service()
@@ -500,17 +506,30 @@ class ClusterNode:
         raise ValueError(f"unknown call {kind!r}")
 
     async def _on_resync(self) -> None:
-        """The bus may have lost messages: ask each owner of our sockets' sessions to send
-        every view again (what was lost was at most views, notices and chat in flight)."""
-        for session_id in self._fanout.local_sessions():
-            if self._owns(session_id):
-                continue
+        """The bus may have lost messages, or Redis its data (interest, leases, directory):
+        say again where this node's sockets are. Each connection takes its place again at
+        its session's owner (a reconnect, not a new arrival), which also brings its view
+        up to date, so what was lost in flight was at most a view, a notice or a chat."""
+        self._spawn(self._reannounce())
+
+    async def _reannounce(self) -> None:
+        for attempt in range(8):
             try:
-                owner = await self._leases.owner(session_id)
-                if owner is not None:
-                    await self._calls.call(owner, "refresh", {"session": session_id})
-            except Exception as exc:
-                log.warning("resync of a session failed (%s)", type(exc).__name__)
+                await self._announce()
+                break
+            except Exception:
+                await asyncio.sleep(min(0.1 * 2 ** attempt, 2.0))
+        self._interest.clear()
+        for conn in self._fanout.connections():
+            if conn.claims is None:
+                continue
+            for attempt in range(6):
+                refused = await self.connect(Place(self.node_id, conn.sid), conn.claims)
+                if refused is None or refused.code != "conflict":
+                    break
+                await asyncio.sleep(min(0.2 * 2 ** attempt, 3.0))
+            if refused is not None:
+                log.warning("a connection could not take its place again: %s", refused.code)
 
     # -- loops ----------------------------------------------------------------------------------
 
@@ -520,6 +539,13 @@ class ClusterNode:
                      self._fanout.count(), self._load(), time.time(),
                      tuple(sorted(self._held))),
             self._timings.node_ttl_s)
+
+    async def _announce_quietly(self) -> None:
+        """Tell the directory at once when what this node owns changed."""
+        try:
+            await self._announce()
+        except Exception as exc:
+            log.warning("announce failed (%s)", type(exc).__name__)
 
     async def _renew_loop(self) -> None:
         outage = False
@@ -553,10 +579,7 @@ class ClusterNode:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self._timings.heartbeat_every_s)
-            try:
-                await self._announce()
-            except Exception as exc:
-                log.warning("heartbeat failed (%s)", type(exc).__name__)
+            await self._announce_quietly()
 
     async def _watch_loop(self) -> None:
         """Take over sessions of this node's sockets that nobody owns (a dead owner's lease

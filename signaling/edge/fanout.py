@@ -26,6 +26,7 @@ import socketio
 from signaling.core.model import Role, SessionState
 from signaling.core.ratelimit import TokenBucket
 from signaling.core.views import view_for
+from signaling.ports import JoinClaims
 
 log = logging.getLogger("circle.fanout")
 
@@ -76,6 +77,8 @@ class Connection:
     live: bool = False
     """False until python-socketio has sent CONNECT: emits wait in `pending` till then."""
     pending: list[tuple[str, Any]] = field(default_factory=list)
+    claims: JoinClaims | None = None
+    """What its join token said: enough to take its place again at a new owner."""
 
     @property
     def key(self) -> tuple[str, str]:

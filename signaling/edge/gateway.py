@@ -83,6 +83,7 @@ class Gateway:
             participant_id=claims.participant_id,
             role=claims.role,
             bucket=TokenBucket(self._limits.burst, self._limits.per_second),
+            claims=claims,
         )
         # First message of every connection: the ICE servers its media must use (the
         # clinic's STUN/TURN; empty in tests), so no client falls back to a public server.

@@ -28,6 +28,10 @@ from signaling.protocol import ProtocolError, error, ok, parse_client_event
 
 log = logging.getLogger("circle.sessions")
 
+NOT_PLACED = "this connection is not known to the session's owner; connect again"
+"""The owner took the session over without learning of this socket (its census missed the
+node, e.g. right after a Redis restart): the node holding it takes its place again."""
+
 
 class SessionRouter(Protocol):
     """How a gateway reaches the owner of a session (here, or on another node)."""
@@ -91,7 +95,10 @@ class SessionService:
 
     async def event(self, where: Place, session_id: str, participant_id: str, role: Role,
                     event: str, data: Any) -> dict[str, Any]:
-        if self._fanout.place_of(session_id, participant_id) != where:
+        placed = self._fanout.place_of(session_id, participant_id)
+        if placed is None:
+            return error("conflict", NOT_PLACED)
+        if placed != where:
             return error("forbidden", "this connection was replaced by a newer one")
         try:
             payload = parse_client_event(event, data)
