@@ -121,6 +121,7 @@ async def _start(
         limits=GatewayLimits(burst=settings.events_burst, per_second=settings.events_per_second),
         on_event=metrics.event_handled,
         client_config={"ice_servers": settings.ice_servers},
+        nodes=lambda: node.node_urls,
     )
     relay = await _start_relay(settings, media, metrics) if settings.media else None
     if relay is not None:

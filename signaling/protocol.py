@@ -277,9 +277,19 @@ class MediaResetMessage(_Message):
 
 
 class ConfigMessage(_Message):
-    """Sent first on every connection: the ICE servers the client's media must use."""
+    """Sent first on every connection: the ICE servers the client's media must use, and
+    the clinic's other live nodes (URLs) to reconnect to if this one goes away."""
 
     ice_servers: list[dict[str, Any]]
+    nodes: list[str] = []
+
+
+class ReconnectMessage(_Message):
+    """This node is draining: connect again (to another node, or the same URL behind a load
+    balancer) after `after_ms`; status, room and mutes are kept for the grace period."""
+
+    reason: str
+    after_ms: int = 0
 
 
 SERVER_EVENTS: dict[str, type[_Message]] = {
@@ -290,5 +300,6 @@ SERVER_EVENTS: dict[str, type[_Message]] = {
     "notice": NoticeMessage,
     "ended": EndedMessage,
     "media_reset": MediaResetMessage,
+    "reconnect": ReconnectMessage,
 }
 """Server -> client events by name, with the model each payload must fit."""

@@ -120,6 +120,9 @@ class ClusterNode:
         self._held: dict[str, Lease] = {}
         self._adopting: dict[str, asyncio.Event] = {}
         self._interest: set[str] = set()
+        self.node_urls: list[str] = [url]
+        """The clinic's live nodes that take sessions (this one first), as of the last
+        heartbeat: clients get them in `config` to reconnect to."""
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self.hub = SessionHub(event_log, clock, fence_of=self._fence_of,
@@ -140,6 +143,7 @@ class ClusterNode:
         clinic, or of a single node). Returns how many live sessions were taken over."""
         await self._bus.start(self._on_message, self._on_resync)
         await self._announce()
+        await self._refresh_node_urls()
         for loop in (self._renew_loop, self._heartbeat_loop, self._watch_loop):
             self._tasks.append(asyncio.create_task(loop(), name=f"cluster-{loop.__name__}"))
         taken = 0
@@ -547,6 +551,14 @@ class ClusterNode:
         except Exception as exc:
             log.warning("announce failed (%s)", type(exc).__name__)
 
+    async def _refresh_node_urls(self) -> None:
+        try:
+            others = [n.url for n in await self._directory.nodes()
+                      if not n.draining and n.node_id != self.node_id]
+        except Exception:
+            return  # keep the last list
+        self.node_urls = [self.url, *sorted(set(others) - {self.url})]
+
     async def _renew_loop(self) -> None:
         outage = False
         while True:
@@ -580,6 +592,7 @@ class ClusterNode:
         while True:
             await asyncio.sleep(self._timings.heartbeat_every_s)
             await self._announce_quietly()
+            await self._refresh_node_urls()
 
     async def _watch_loop(self) -> None:
         """Take over sessions of this node's sockets that nobody owns (a dead owner's lease

@@ -52,6 +52,7 @@ class Gateway:
         limits: GatewayLimits = GatewayLimits(),
         on_event: Callable[[str, str], None] = lambda event, outcome: None,
         client_config: dict[str, Any] | None = None,
+        nodes: Callable[[], list[str]] = lambda: [],
     ) -> None:
         self._sio = sio
         self._router = router
@@ -59,6 +60,7 @@ class Gateway:
         self._limits = limits
         self._on_event = on_event
         self._client_config = client_config or {"ice_servers": []}
+        self._nodes = nodes
         self.fanout = fanout
         sio.on("connect", self._connect)
         sio.on("disconnect", self._disconnect)
@@ -87,7 +89,7 @@ class Gateway:
         )
         # First message of every connection: the ICE servers its media must use (the
         # clinic's STUN/TURN; empty in tests), so no client falls back to a public server.
-        conn.pending.append(("config", self._client_config))
+        conn.pending.append(("config", {**self._client_config, "nodes": self._nodes()}))
         self.fanout.add(conn)
         refused = await self._router.connect(self._here(sid), claims)
         if refused is not None:

@@ -95,6 +95,7 @@ async def test_state_chat_and_notices_reach_participants_on_either_node(tmp_path
         people = await group_across(place, sid, a, b)
         t1, c1, c2 = people["t1"], people["c1"], people["c2"]
         assert c1.url == b.url and t1.url == a.url
+        assert c1.config["nodes"] == [b.url, a.url], "where to go if this node goes away"
         view = await c1.wait_for(lambda s: len(s["participants"]) == 3)
         assert {p["name"] for p in view["participants"]} == {"Dr", "Ann", "Bob"}
         assert (await c1.call("chat", {"text": "hello from node b"}))["ok"]
