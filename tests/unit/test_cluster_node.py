@@ -99,6 +99,16 @@ def socket_on(node: Node, sid: str, pid: str, role: str = "client") -> tuple[Pla
     return Place(node.cluster.node_id, sid), claims
 
 
+async def therapist_on_a_client_on_b(a: Node, b: Node) -> tuple[Place, Place]:
+    """Session s1 created on a (its owner), its therapist's socket on a, c1's on b."""
+    await a.cluster.submit("s1", STAFF, create())
+    t_place, t_claims = socket_on(a, "sid-t", "t1", "therapist")
+    c_place, c_claims = socket_on(b, "sid-c", "c1")
+    assert await a.cluster.connect(t_place, t_claims) is None
+    assert await b.cluster.connect(c_place, c_claims) is None
+    return t_place, c_place
+
+
 async def test_a_command_made_on_any_node_is_decided_by_the_owner(
     nodes: tuple[Node, Node],
 ) -> None:
@@ -115,11 +125,7 @@ async def test_a_socket_on_the_other_node_gets_its_views_from_the_owner(
     nodes: tuple[Node, Node],
 ) -> None:
     a, b = nodes
-    await a.cluster.submit("s1", STAFF, create())
-    t_place, t_claims = socket_on(a, "sid-t", "t1", "therapist")
-    c_place, c_claims = socket_on(b, "sid-c", "c1")
-    assert await a.cluster.connect(t_place, t_claims) is None
-    assert await b.cluster.connect(c_place, c_claims) is None
+    t_place, c_place = await therapist_on_a_client_on_b(a, b)
     waiting = await b.sio.wait_for("sid-c", "state", lambda v: v["you"]["status"] == "waiting")
     assert waiting["participants"] == []
     ack = await a.cluster.event(t_place, "s1", "t1", "therapist", "admit",
@@ -144,11 +150,7 @@ async def test_a_handover_keeps_the_sockets_of_both_nodes_in_place(
     nodes: tuple[Node, Node],
 ) -> None:
     a, b = nodes
-    await a.cluster.submit("s1", STAFF, create())
-    t_place, t_claims = socket_on(a, "sid-t", "t1", "therapist")
-    c_place, c_claims = socket_on(b, "sid-c", "c1")
-    await a.cluster.connect(t_place, t_claims)
-    await b.cluster.connect(c_place, c_claims)
+    t_place, _ = await therapist_on_a_client_on_b(a, b)
     await a.cluster.event(t_place, "s1", "t1", "therapist", "admit", {"participant_id": "c1"})
     await a.cluster.drain()
     assert b.cluster.live_sessions() == ["s1"]
