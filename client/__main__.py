@@ -1,8 +1,10 @@
-"""`python -m client --token T [--url U]`: join a Circle session from the command line.
+"""`python -m client --token T [--server URL ...]`: join a Circle session from the command line.
 
 Prints each change of the participant's own state, notices and chat; publishes a synthetic
 camera and microphone once admitted (unless --no-media or --audio-only), and at the end
 prints per publisher what it received. Useful for demos and for a therapist testing a room.
+With several nodes (--server repeated, or a comma-separated list) or one load balancer, a
+lost connection is followed by reconnection to the next node with the same token.
 """
 
 from __future__ import annotations
@@ -15,12 +17,18 @@ import sys
 from typing import Any
 
 from client.participant import CircleClient, JoinRefused, MediaOptions
+from client.reconnect import parse_nodes
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m client", description=__doc__)
     parser.add_argument("--token", required=True, help="join token (from the invite)")
-    parser.add_argument("--url", default="http://127.0.0.1:8080", help="Circle server URL")
+    parser.add_argument("--server", "--url", dest="servers", action="append", metavar="URL",
+                        help="a Circle node's URL; repeat it or give a comma-separated list "
+                        "to fail over between nodes, or give one load balancer's URL "
+                        f"(default: {DEFAULT_SERVER})")
     parser.add_argument("--seconds", type=float, default=0,
                         help="leave after this many seconds (default: until Ctrl-C)")
     media = parser.add_mutually_exclusive_group()
@@ -30,7 +38,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--admit-all", action="store_true",
                         help="as a therapist: admit everyone who is waiting, as they arrive")
     parser.add_argument("--say", default=None, help="send this chat message once admitted")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.nodes = parse_nodes(args.servers or [DEFAULT_SERVER])
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
 
 
 def _describe(state: dict[str, Any]) -> str:
@@ -43,10 +56,18 @@ def _describe(state: dict[str, Any]) -> str:
     )
 
 
+def _print_link(what: str, detail: str) -> None:
+    if what == "lost":
+        print(f"connection lost: {detail}; reconnecting", flush=True)
+    elif what == "connected":
+        print(f"connected to {detail}", flush=True)
+
+
 async def run(args: argparse.Namespace) -> int:
     media = None if args.no_media else MediaOptions(audio=True, video=not args.audio_only)
-    client = CircleClient(args.url, args.token, media=media)
+    client = CircleClient(args.nodes, args.token, media=media)
     client.on_state.append(lambda state: print(_describe(state), flush=True))
+    client.on_link.append(_print_link)
     try:
         await client.connect()
     except JoinRefused as refused:
@@ -61,9 +82,11 @@ async def run(args: argparse.Namespace) -> int:
         loop.call_later(args.seconds, stop.set)
     acted = False
     seen_notices = seen_chats = 0
-    while not stop.is_set() and not client.ended.is_set():
+    while not stop.is_set() and not client.ended.is_set() and client.gave_up is None:
         state = client.state
-        if state is not None:
+        if state is not None and state["you"]["status"] in ("denied", "removed"):
+            break
+        if state is not None and client.connected:  # commands wait while it reconnects
             if state["you"]["status"] == "admitted" and not acted:
                 acted = True
                 if args.hand:
@@ -75,8 +98,6 @@ async def run(args: argparse.Namespace) -> int:
                 if not ack["ok"]:
                     print(f"admit_all refused: {ack['error']['message']}", file=sys.stderr)
                     args.admit_all = False
-            if state["you"]["status"] in ("denied", "removed"):
-                break
         for notice in client.notices[seen_notices:]:
             print(f"notice ({notice['kind']}): {notice['text']}", flush=True)
         for chat in client.chats[seen_chats:]:
@@ -90,11 +111,14 @@ async def run(args: argparse.Namespace) -> int:
               f"{stats.video_packets + stats.audio_packets} packets", flush=True)
     if client.ended.is_set():
         print("the session has ended", flush=True)
+    elif client.gave_up is not None:
+        print(f"disconnected: {client.gave_up.message} ({client.gave_up.code})",
+              file=sys.stderr)
     elif client.status in ("waiting", "admitted"):
         with contextlib.suppress(Exception):
             await client.call("leave")
     await client.close()
-    return 0
+    return 0 if client.gave_up is None else 2
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -245,3 +245,24 @@ ensure_chromium() {
         SVC_SUMMARY+=("chromium: MISSING")
     fi
 }
+
+# ---------------------------------------------------------------------------- nginx
+# nginx: tests/integration/test_nginx_config.py checks deploy/nginx/circle.conf with `nginx -t`
+# and runs it in front of two test servers. Only the binary is needed (the tests start their
+# own instance on a free port, with a temporary prefix); Debian's package does not start a
+# daemon where policy-rc.d forbids it, as in containers.
+ensure_nginx() {
+    if [[ -n "${CIRCLE_TEST_NGINX:-}" ]]; then
+        SVC_SUMMARY+=("nginx:    $CIRCLE_TEST_NGINX (given)"); return 0
+    fi
+    local path=/usr/sbin/nginx
+    [[ -x "$path" ]] || svc_apt_install nginx || true
+    if [[ -x "$path" ]]; then
+        export CIRCLE_TEST_NGINX="$path"
+        SVC_SUMMARY+=("nginx:    $path")
+    else
+        svc_loud "NO NGINX at $path and it could not be installed." \
+                 "The nginx config tests will be SKIPPED (and fail under CI=true)."
+        SVC_SUMMARY+=("nginx:    MISSING")
+    fi
+}

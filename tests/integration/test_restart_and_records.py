@@ -180,7 +180,8 @@ async def test_clients_get_the_clinics_ice_servers_first(tmp_path: Path) -> None
             client = await api.join(sid, "c1", "Ann Lee")
             try:
                 await client.wait_for(lambda s: s["you"]["status"] == "waiting")
-                assert client.config == {"ice_servers": turn}
+                assert client.config == {"ice_servers": turn, "nodes": [srv.url]}, (
+                    "its ICE servers, and the clinic's nodes (here only this one)")
             finally:
                 await settle(client)
     finally:

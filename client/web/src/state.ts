@@ -9,12 +9,40 @@ import type { Notice, View } from "./types";
 /** The one element every screen is drawn into. */
 export const app = document.getElementById("app")!;
 
+/** The connection's way back (connection.ts): where to connect and how the last one went. */
+export interface Link {
+  /** Nodes in rotation: the join link's `nodes=` (else this page's origin), then the
+   * server's `config.nodes` not among them. */
+  nodes: string[];
+  /** The part of `nodes` that came with the page. */
+  given: string[];
+  /** The node of the current (or last) connection; "" before the first. */
+  url: string;
+  /** Attempts since the connection was lost: the backoff's exponent. */
+  attempt: number;
+  /** Index in `nodes` of the node lost: the rotation starts after it (-1: none). */
+  lost: number;
+  /** The pending attempt's timer. */
+  timer: number | undefined;
+  connectedAt: number;
+  /** The node asked this connection to move (`reconnect`) before closing it. */
+  announced: boolean;
+  /** This connection (or the one being opened) follows an unannounced server disconnect. */
+  afterUnannounced: boolean;
+  reopeningAfterUnannounced: boolean;
+}
+
 export interface PageState {
   /** The join token (sessionStorage `circle.token`); cleared on sign-out. */
   token: string;
   /** The clinic's STUN/TURN servers, from the server's `config` message. */
   iceServers: RTCIceServer[];
+  /** The current socket: a new one (and a new Manager) for every connection attempt,
+   * since a Manager is bound to one URL. */
   socket: Socket | null;
+  link: Link;
+  /** When the "reconnecting" banner went up, and the timer that will take it down. */
+  banner: { shownAt: number; timer: number | undefined };
   /** The latest `state` view (newest `rev` wins). */
   view: View | null;
   /** Name of the screen on display ("device", "waiting", "session", "end-<kind>", ...). */
@@ -50,6 +78,11 @@ export const state: PageState = {
   token: "",
   iceServers: [],
   socket: null,
+  link: {
+    nodes: [], given: [], url: "", attempt: 0, lost: -1, timer: undefined, connectedAt: 0,
+    announced: false, afterUnannounced: false, reopeningAfterUnannounced: false,
+  },
+  banner: { shownAt: 0, timer: undefined },
   view: null,
   screen: "",
   local: null,
