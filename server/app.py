@@ -26,6 +26,7 @@ from server.crypto.keyring import KeyRing
 from server.http_api import MAX_BODY_BYTES, SERVICES, errors_and_auth, setup_routes
 from server.ledger import Ledger
 from server.metrics import Metrics
+from server.origins import ClinicOrigins
 from server.services import Services
 from server.storage.database import open_database
 from server.webapp import setup_web
@@ -53,8 +54,10 @@ gateway's own cap (64 KiB) get an `invalid` ack instead."""
 def build_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.middlewares.append(errors_and_auth)
+    origins = ClinicOrigins()
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
+        cors_allowed_origins=origins,
         max_http_buffer_size=SOCKET_BUFFER_BYTES,
         ping_interval=10,
         ping_timeout=10,
@@ -68,6 +71,7 @@ def build_app(settings: Settings) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         services, relay, cluster = await _start(settings, sio)
         app[SERVICES] = services
+        origins.node_urls = lambda: services.sessions.node_urls
         yield
         await services.sessions.close()
         await services.media.close()
