@@ -76,6 +76,11 @@ svc_redis_ping() {  # host port -> true when it answers PING with +PONG
 }
 
 ensure_redis() {
+    # tests/cluster start (and restart) redis-servers of their own: the binary must be here
+    # even when a Redis already answers.
+    if ! command -v redis-server >/dev/null 2>&1; then
+        svc_apt_install redis-server || true
+    fi
     if [[ -n "${CIRCLE_TEST_REDIS_URL:-}" ]]; then
         SVC_SUMMARY+=("redis:    $CIRCLE_TEST_REDIS_URL (given)"); return 0
     fi
@@ -83,9 +88,6 @@ ensure_redis() {
     if svc_redis_ping "$host" "$port"; then
         export CIRCLE_TEST_REDIS_URL="redis://$host:$port/0"
         SVC_SUMMARY+=("redis:    $CIRCLE_TEST_REDIS_URL (already running)"); return 0
-    fi
-    if ! command -v redis-server >/dev/null 2>&1; then
-        svc_apt_install redis-server || true
     fi
     if ! command -v redis-server >/dev/null 2>&1; then
         svc_loud "NO REDIS: nothing answers on $host:$port and redis-server could not be installed." \
