@@ -186,7 +186,12 @@ class RedisStreamsBus:
                 self._last_id, self._added_up_to = entry_id, self._added_up_to + 1
                 await deliver(handler, fields.get(b"m", b""), log)
                 self._alive_at = time.monotonic()
-            if not entries:
+            if entries:
+                # Read entries are only memory (views carry whole rosters): drop them, keeping
+                # the last one, so the inbox still holds at least what is unread and the
+                # length check above still tells a trim by the cap from this one.
+                await self._reading.xtrim(self._inbox, minid=self._last_id)
+            else:
                 await self._wait_for_news()
 
     async def _next_batch(self) -> tuple[bool, list[Entry]]:

@@ -119,6 +119,11 @@ class ClusterNode:
         self._calls = Calls(bus, timings.call_timeout_s)
         self._held: dict[str, Lease] = {}
         self._adopting: dict[str, asyncio.Event] = {}
+        self._claiming: dict[str, asyncio.Future[bool]] = {}
+        self._live_nodes: set[str] | None = None
+        """Node ids of the last directory read (None: not read, or unreadable)."""
+        self._missing_since: dict[str, int] = {}
+        """Nodes absent from consecutive directory reads, and for how many."""
         self._interest: set[str] = set()
         self.node_urls: list[str] = [url]
         """The clinic's live nodes that take sessions (this one first), as of the last
@@ -343,6 +348,17 @@ class ClusterNode:
             await adopting.wait()
 
     async def _claim(self, session_id: str) -> bool:
+        """Claim and take over; callers racing for one session share one claim (a second
+        claim while the first awaits its fence would find the lease "ours" and take the
+        session over twice)."""
+        claiming = self._claiming.get(session_id)
+        if claiming is None:
+            claiming = asyncio.ensure_future(self._claim_once(session_id))
+            self._claiming[session_id] = claiming
+            claiming.add_done_callback(lambda _: self._claiming.pop(session_id, None))
+        return await asyncio.shield(claiming)
+
+    async def _claim_once(self, session_id: str) -> bool:
         try:
             lease = await self._leases.claim(session_id)
         except Exception as exc:
@@ -388,7 +404,7 @@ class ClusterNode:
     async def _census(self, session_id: str) -> dict[str, Place]:
         """Participants whose sockets live nodes hold, wherever they are."""
         found = {conn.participant_id: Place(self.node_id, conn.sid)
-                 for conn in self._fanout.local_in_session(session_id)}
+                 for conn in self._fanout.local_in_session(session_id) if conn.accepted}
         try:
             interested = await self._directory.interested(session_id)
             live = {n.node_id for n in await self._directory.nodes()}
@@ -486,8 +502,10 @@ class ClusterNode:
     async def _serve(self, kind: str, body: dict[str, Any]) -> Any:
         session_id = str(body.get("session") or body.get("claims", {}).get("session_id"))
         if kind == "census":
+            # Only sockets the session has taken: a connect still on its way to a dead owner
+            # will be refused, and must not be kept "connected" by the new one.
             return [{"participant": conn.participant_id, "sid": conn.sid}
-                    for conn in self._fanout.local_in_session(session_id)]
+                    for conn in self._fanout.local_in_session(session_id) if conn.accepted]
         if await self._route(session_id) != self.node_id:
             raise NotOwner(session_id)
         service = self._require_service()
@@ -525,8 +543,8 @@ class ClusterNode:
                 await asyncio.sleep(min(0.1 * 2 ** attempt, 2.0))
         self._interest.clear()
         for conn in self._fanout.connections():
-            if conn.claims is None:
-                continue
+            if conn.claims is None or not conn.accepted:
+                continue  # a connect still on its way finishes by itself
             for attempt in range(6):
                 refused = await self.connect(Place(self.node_id, conn.sid), conn.claims)
                 if refused is None or refused.code != "conflict":
@@ -553,11 +571,37 @@ class ClusterNode:
 
     async def _refresh_node_urls(self) -> None:
         try:
-            others = [n.url for n in await self._directory.nodes()
-                      if not n.draining and n.node_id != self.node_id]
+            nodes = await self._directory.nodes()
         except Exception:
+            self._live_nodes = None
             return  # keep the last list
+        others = [n.url for n in nodes if not n.draining and n.node_id != self.node_id]
         self.node_urls = [self.url, *sorted(set(others) - {self.url})]
+        live = {n.node_id for n in nodes}
+        # A directory that does not list this node itself was just emptied (a Redis
+        # restart): it says nothing about the others.
+        self._live_nodes = live if self.node_id in live else None
+
+    async def _reap_dead_places(self) -> None:
+        """Sockets on a node that stopped heartbeating are gone: nobody else will tell this
+        owner, and a participant left "connected" would be billed for ever. Two directory
+        reads in a row must miss the node (a heartbeat may just be late)."""
+        live = self._live_nodes
+        if live is None:
+            return
+        places = [(s, pid, where) for s in list(self._held)
+                  for pid, where in self._fanout.places_in(s)]
+        absent = {where.node_id for _, _, where in places} - live - {self.node_id}
+        self._missing_since = {n: self._missing_since.get(n, 0) + 1 for n in absent}
+        service = self._require_service()
+        for session_id, participant_id, where in places:
+            if self._missing_since.get(where.node_id, 0) < 2 or not self._owns(session_id):
+                continue
+            state = await self.hub.state(session_id)
+            participant = state.participants.get(participant_id)
+            if participant is not None:
+                log.info("a socket's node is gone; recording its participant as dropped")
+                await service.disconnect(where, session_id, participant_id, participant.role)
 
     async def _renew_loop(self) -> None:
         outage = False
@@ -593,6 +637,10 @@ class ClusterNode:
             await asyncio.sleep(self._timings.heartbeat_every_s)
             await self._announce_quietly()
             await self._refresh_node_urls()
+            try:
+                await self._reap_dead_places()
+            except Exception as exc:
+                log.warning("reaping dead nodes' sockets failed (%s)", type(exc).__name__)
 
     async def _watch_loop(self) -> None:
         """Take over sessions of this node's sockets that nobody owns (a dead owner's lease

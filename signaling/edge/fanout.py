@@ -79,6 +79,8 @@ class Connection:
     pending: list[tuple[str, Any]] = field(default_factory=list)
     claims: JoinClaims | None = None
     """What its join token said: enough to take its place again at a new owner."""
+    accepted: bool = False
+    """True once the session's owner took it (its connect was not refused)."""
 
     @property
     def key(self) -> tuple[str, str]:

@@ -95,6 +95,7 @@ class Gateway:
         if refused is not None:
             self.fanout.forget(sid)
             self._refuse(refused.message, refused.code)
+        conn.accepted = True
         # The owner has already queued this connection's first view (conn.pending).
         self.fanout.spawn(self.fanout.go_live(conn))
 

@@ -437,6 +437,26 @@ async def test_a_reader_that_fell_behind_the_length_cap_resyncs(
     assert len(inbox.messages) < 300
 
 
+async def test_read_messages_do_not_stay_in_redis(
+    redis_buses: Callable[..., RedisStreamsBus],
+) -> None:
+    """Views carry whole rosters: an inbox keeping 10,000 read ones per node was the first
+    thing to run out at a few hundred nodes (bench.cluster_model)."""
+    sender, receiver = redis_buses("sender"), redis_buses("receiver")
+    await started(sender)
+    inbox = await started(receiver)
+    for n in range(200):
+        await sender.send("receiver", {"n": n, "view": "x" * 1000})
+    await wait_until(lambda: len(inbox.messages) == 200)
+    redis = open_redis(shared_redis_url())
+    try:
+        keys = [k async for k in redis.scan_iter(match=b"test:bus:*inbox:receiver")]
+        lengths = [await redis.xlen(k) for k in keys if b"inbox:receiver" in k]
+    finally:
+        await redis.aclose()
+    assert lengths and max(lengths) <= 2, lengths
+
+
 async def test_a_crashed_reader_restarts_and_keeps_reading(
     redis_buses: Callable[..., RedisStreamsBus], monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,

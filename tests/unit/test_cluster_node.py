@@ -95,7 +95,7 @@ def create(session_id: str = "s1") -> c.CreateSession:
 def socket_on(node: Node, sid: str, pid: str, role: str = "client") -> tuple[Place, JoinClaims]:
     claims = JoinClaims(pid, f"Name {pid}", role, "s1", f"tok-{pid}")  # type: ignore[arg-type]
     node.fanout.add(Connection(sid, "s1", pid, claims.role, TokenBucket(10, 10), live=True,
-                               claims=claims))
+                               claims=claims, accepted=True))
     return Place(node.cluster.node_id, sid), claims
 
 
@@ -159,3 +159,20 @@ async def test_a_handover_keeps_the_sockets_of_both_nodes_in_place(
     assert ("sid-t", "<disconnect>", None) in a.sio.emitted, "a sent its own sockets away"
     reconnect = [d for to, e, d in a.sio.emitted if to == "sid-t" and e == "reconnect"]
     assert reconnect and reconnect[0]["after_ms"] >= 0
+
+
+async def test_the_owner_drops_the_participants_of_a_node_that_died(
+    nodes: tuple[Node, Node],
+) -> None:
+    """Nobody else would tell the owner: the node's heartbeat stops, and after two
+    directory reads without it its participants are recorded as disconnected."""
+    a, b = nodes
+    t_place, _ = await therapist_on_a_client_on_b(a, b)
+    await a.cluster.event(t_place, "s1", "t1", "therapist", "admit", {"participant_id": "c1"})
+    await b.cluster.close()  # withdraws b from the directory, as its heartbeat's expiry would
+    for _ in range(100):
+        if not (await a.cluster.state("s1")).participants["c1"].connected:
+            break
+        await asyncio.sleep(0.05)
+    state = await a.cluster.state("s1")
+    assert not state.participants["c1"].connected and state.participants["t1"].connected
