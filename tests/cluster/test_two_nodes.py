@@ -193,42 +193,59 @@ async def test_a_draining_node_hands_its_sessions_over_and_sends_its_clients_on(
         assert "Traceback" not in log
 
 
-async def test_a_redis_restart_loses_no_command_silently(tmp_path: Path) -> None:
+async def test_a_redis_restart_during_admits_and_moves_loses_no_command_silently(
+    tmp_path: Path,
+) -> None:
     """Across a Redis restart every command is either applied or answered with an error,
     and the group agrees on the end state once Redis is back."""
     async with clinic(tmp_path) as place:
         a, b = place.nodes
         sid = await place.api(a).create_session()
         people = await group_across(place, sid, a, b)
-        t1, c1 = people["t1"], people["c1"]
-        applied: list[bool] = []
+        t1 = people["t1"]
+        assert (await t1.call("breakouts_open", ROLES))["ok"]
+        await people["c2"].wait_for(lambda s: s["you"]["room"] == "r1")
+        latecomers = [await place.join([b, a] if i % 2 else [a, b], sid, f"c{i}", f"Late {i}")
+                      for i in range(3, 7)]
         outcomes: list[str] = []
+        moved_to: list[str] = []
+        admitted: list[str] = []
 
-        async def toggle_hand(rounds: int) -> None:
-            for i in range(rounds):
-                raised = i % 2 == 0
-                try:
-                    ack = await c1.call("hand", {"raised": raised}, timeout=15)
-                except Exception as exc:  # a lost socket: the client reconnects by itself
-                    outcomes.append(type(exc).__name__)
-                    await asyncio.sleep(0.2)
-                    continue
-                outcomes.append("ok" if ack.get("ok") else ack["error"]["code"])
-                if ack.get("ok"):
-                    applied.append(raised)
+        async def call(event: str, data: dict[str, Any]) -> bool:
+            try:
+                ack = await t1.call(event, data, timeout=15)
+            except Exception as exc:  # a lost socket: the client reconnects by itself
+                outcomes.append(type(exc).__name__)
+                await asyncio.sleep(0.2)
+                return False
+            outcomes.append("ok" if ack.get("ok") else ack["error"]["code"])
+            return bool(ack.get("ok"))
+
+        async def work() -> None:
+            for i in range(40):
+                room = "main" if i % 2 == 0 else "r1"
+                if await call("breakout_move", {"participant_id": "c2", "room": room}):
+                    moved_to.append(room)
+                if i % 10 == 5:
+                    pid = f"c{3 + len(admitted)}"
+                    if await call("admit", {"participant_id": pid}):
+                        admitted.append(pid)
                 await asyncio.sleep(0.05)
 
-        moves = asyncio.ensure_future(toggle_hand(60))
+        running = asyncio.ensure_future(work())
         await asyncio.sleep(0.5)
         await place.redis.restart()
-        await moves
-        assert applied, f"nothing got through: {outcomes}"
+        await running
+        assert moved_to and admitted, f"nothing got through: {outcomes}"
         assert set(outcomes) <= {"ok", "conflict", "TimeoutError"}, outcomes
-        last = applied[-1]
-        await t1.wait_for(lambda s: any(p["id"] == "c1" and p["hand"] == last
-                                        for p in s["participants"]), timeout=30)
-        # and the clinic works as before
+        await people["c2"].wait_for(lambda s: s["you"]["room"] == moved_to[-1], timeout=30)
+        for client in latecomers:
+            pid = client.state["you"]["id"] if client.state else ""
+            if pid in admitted:
+                await client.wait_for(lambda s: s["you"]["status"] == "admitted", timeout=30)
         ack = await t1.call("admit_all")
         assert ack["ok"], ack
+        for client in latecomers:
+            await client.wait_for(lambda s: s["you"]["status"] == "admitted", timeout=30)
         status, health = await place.api(b).request("GET", "/healthz", headers={})
         assert status == 200 and health["redis"] is True
