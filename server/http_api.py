@@ -1,13 +1,16 @@
-"""The HTTP API of the v1 contract: sessions, invites, attendance, health and metrics.
+"""The HTTP API of the v1 contract: sessions, invites, attendance, keys, health and metrics.
 
-Every /api/ route needs a staff or admin API key; request bodies are pydantic models with
-extra fields forbidden; every error is JSON `{"error": {"code", "message"}}` and carries no
-PHI. Sessions and invites go through the session owners like any other command, so they
-land in the ledger before the response is sent.
+Every /api/ route needs an API key holding the route's scope (`API_ROUTES`; 403 naming the
+missing scope otherwise); request bodies are pydantic models with extra fields forbidden;
+every error is JSON `{"error": {"code", "message"}}` and carries no PHI. Sessions and
+invites go through the session owners like any other command, so they land in the ledger,
+with the key's id as the actor, before the response is sent; exports and key management are
+audit events naming the key.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -17,7 +20,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from server.apikeys import ApiKey
+from server.apikeys import ApiKey, Scope, invite_scope
 from server.exports import ExportRequest, export_attendance
 from server.metrics import CONTENT_TYPE_LATEST
 from server.services import Services
@@ -55,6 +58,11 @@ class InviteCreate(_Body):
     display_name: Annotated[str, Field(min_length=1, max_length=120)]
     role: Literal["client", "therapist"]
     ttl_s: Annotated[int, Field(ge=60, le=30 * 24 * 3600)] = 24 * 3600
+
+
+class KeyCreate(_Body):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    scopes: Annotated[list[Scope], Field(min_length=1)]
 
 
 def api_error(status: int, code: str, message: str) -> web.Response:
@@ -132,9 +140,25 @@ async def _authenticate(request: web.Request, services: Services) -> ApiKey | No
     return await services.api_keys.authenticate(value.strip())
 
 
-def _actor(request: web.Request) -> c.Actor:
+def _key(request: web.Request) -> ApiKey:
     key: ApiKey = request[API_KEY]
-    return c.Actor.staff(key.id)
+    return key
+
+
+def _require(request: web.Request, *scopes: Scope) -> None:
+    """Refuse unless the key holds one of `scopes`; the message names the first."""
+    key = _key(request)
+    if not any(key.allows(scope) for scope in scopes):
+        raise ApiError(403, "forbidden", f"this API key lacks the '{scopes[0]}' scope")
+
+
+def _actor(request: web.Request) -> c.Actor:
+    return c.Actor.staff(_key(request).id)
+
+
+def _by(request: web.Request) -> str:
+    """Who made the call, as audit records name it."""
+    return f"api_key:{_key(request).id}"
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -165,6 +189,7 @@ async def create_invite(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     session_id = request.match_info["session_id"]
     body: InviteCreate = await parse_body(request, InviteCreate)
+    _require(request, invite_scope(body.role))
     state = await services.sessions.state(session_id)
     if not state.exists:
         return api_error(404, "not_found", "no such session")
@@ -272,10 +297,9 @@ async def attendance(request: web.Request) -> web.Response:
         return api_error(400, "invalid", f"missing query parameter {exc.args[0]}")
     except ValueError as exc:
         return api_error(400, "invalid", str(exc))
-    key: ApiKey = request[API_KEY]
     result = await export_attendance(
         services.attendance, services.ledger, export,
-        requested_by=f"api_key:{key.id}", channel="http", now=services.clock(),
+        requested_by=_by(request), channel="http", now=services.clock(),
     )
     services.metrics.exports.labels(export.format).inc()
     return web.Response(
@@ -303,9 +327,6 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def list_nodes(request: web.Request) -> web.Response:
     """Admin: the clinic's live nodes, the sessions each owns and their load."""
-    key: ApiKey = request[API_KEY]
-    if key.role != "admin":
-        raise ApiError(403, "forbidden", "listing nodes needs an admin key")
     services = request.app[SERVICES]
     nodes = await services.sessions.nodes()
     return web.json_response({"nodes": [
@@ -317,6 +338,49 @@ async def list_nodes(request: web.Request) -> web.Response:
     ]})
 
 
+def _key_json(key: ApiKey) -> dict[str, Any]:
+    return {"id": key.id, "name": key.name, "scopes": sorted(key.scopes),
+            "created_at": key.created_at.isoformat(),
+            "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None}
+
+
+async def _audit_keys(request: web.Request, action: str, **details: Any) -> None:
+    """Key management changes who can reach patient data, so each call is an audit event."""
+    services = request.app[SERVICES]
+    await services.ledger.append_audit({
+        "type": action, "at": services.clock().isoformat(), "by": _by(request),
+        "channel": "http", **details,
+    })
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    """Admin: every key, revoked ones included (never a secret or its hash)."""
+    keys = await request.app[SERVICES].api_keys.list()
+    await _audit_keys(request, "api_keys_listed", keys=len(keys))
+    return web.json_response({"keys": [_key_json(k) for k in keys]})
+
+
+async def create_key(request: web.Request) -> web.Response:
+    """Admin: issue a key; its secret is in this response only."""
+    body: KeyCreate = await parse_body(request, KeyCreate)
+    try:
+        secret, key = await request.app[SERVICES].api_keys.create(body.scopes, body.name)
+    except ValueError as exc:
+        return api_error(400, "invalid", str(exc))
+    # Audited before the secret leaves: an unrecorded key is one nobody was ever handed.
+    await _audit_keys(request, "api_key_created", key_id=key.id, scopes=sorted(key.scopes))
+    return web.json_response({**_key_json(key), "secret": secret}, status=201)
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    """Admin: revoke a key at once (it may be the caller's own)."""
+    key_id = request.match_info["key_id"]
+    if not await request.app[SERVICES].api_keys.revoke(key_id):
+        return api_error(404, "not_found", "no active API key with this id")
+    await _audit_keys(request, "api_key_revoked", key_id=key_id)
+    return web.json_response({"revoked": True})
+
+
 async def metrics(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     services.metrics.live_sessions.set(len(services.sessions.live_sessions()))
@@ -325,13 +389,36 @@ async def metrics(request: web.Request) -> web.Response:
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+API_ROUTES: tuple[tuple[str, str, tuple[Scope, ...], Handler], ...] = (
+    ("POST", "/api/v1/sessions", ("schedule",), create_session),
+    ("GET", "/api/v1/sessions/{session_id}", ("schedule",), get_session),
+    # Either scope lets a key in; the handler then asks for the invited role's own.
+    ("POST", "/api/v1/sessions/{session_id}/invites", ("schedule", "therapist-invites"),
+     create_invite),
+    ("DELETE", "/api/v1/sessions/{session_id}/invites/{token_id}", ("schedule",),
+     revoke_invite),
+    ("PUT", "/api/v1/sessions/{session_id}/breakout-plan", ("schedule",), save_breakout_plan),
+    ("GET", "/api/v1/attendance", ("attendance",), attendance),
+    ("GET", "/api/v1/nodes", ("admin",), list_nodes),
+    ("GET", "/api/v1/keys", ("admin",), list_keys),
+    ("POST", "/api/v1/keys", ("admin",), create_key),
+    ("DELETE", "/api/v1/keys/{key_id}", ("admin",), revoke_key),
+)
+"""Every /api/ route with the scopes that admit a key to it, checked before the handler
+(and so before the body is read or the session looked up)."""
+
+
+def _scoped(scopes: tuple[Scope, ...], handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        _require(request, *scopes)
+        return await handler(request)
+
+    return checked
+
+
 def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/api/v1/sessions", create_session)
-    app.router.add_get("/api/v1/sessions/{session_id}", get_session)
-    app.router.add_post("/api/v1/sessions/{session_id}/invites", create_invite)
-    app.router.add_delete("/api/v1/sessions/{session_id}/invites/{token_id}", revoke_invite)
-    app.router.add_put("/api/v1/sessions/{session_id}/breakout-plan", save_breakout_plan)
-    app.router.add_get("/api/v1/attendance", attendance)
-    app.router.add_get("/api/v1/nodes", list_nodes)
+    for method, path, scopes, handler in API_ROUTES:
+        app.router.add_route(method, path, _scoped(scopes, handler))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -14,7 +14,7 @@ from server.storage.schema import api_keys
 
 @dataclass(frozen=True)
 class StoredApiKey:
-    """One api_keys row."""
+    """One api_keys row; `scopes` decide what the key may do, `role` is only a label."""
 
     id: str
     name: str
@@ -22,10 +22,12 @@ class StoredApiKey:
     secret_hash: bytes
     created_at: datetime
     revoked_at: datetime | None
+    scopes: frozenset[str]
 
 
 def _row(r: Row[Any]) -> StoredApiKey:
-    return StoredApiKey(r.id, r.name, r.role, bytes(r.secret_hash), r.created_at, r.revoked_at)
+    return StoredApiKey(r.id, r.name, r.role, bytes(r.secret_hash), r.created_at, r.revoked_at,
+                        frozenset(r.scopes.split()))
 
 
 class SqlApiKeyStore:
@@ -45,6 +47,7 @@ class SqlApiKeyStore:
                     secret_hash=key.secret_hash,
                     created_at=key.created_at,
                     revoked_at=key.revoked_at,
+                    scopes=" ".join(sorted(key.scopes)),
                 )
             )
 

@@ -4,7 +4,9 @@ The tables below are the current schema, used to build queries. The database get
 through `MIGRATIONS`: each entry is applied once, in order, and recorded in
 `schema_migrations`. To change the schema, append a migration with explicit DDL (ALTER ...);
 never edit an applied one. DDL elements are compiled per dialect, so one list serves SQLite
-and PostgreSQL.
+and PostgreSQL. A migration that creates a table later altered creates a frozen copy of the
+table as it was then (`_api_keys_v1`), so a new database passes through the same versions
+as an old one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Executable,
     Index,
     Integer,
     LargeBinary,
@@ -28,8 +31,9 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
-from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -104,9 +108,25 @@ session_index = Table(
 )
 session_index_by_date = Index("session_index_by_date", session_index.c.service_date)
 
+# `scopes` (migration 3) decides what a key may do: its scope names, space-separated. `role`
+# is only a readable label since then (staff, admin or custom), written from the scopes when
+# the key is created; it stays because SQLite before 3.35 cannot drop a column.
 api_keys = Table(
     "api_keys",
     metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("secret_hash", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("scopes", Text, nullable=False, server_default=""),
+)
+
+# api_keys as migration 1 created it, before `scopes`.
+_api_keys_v1 = Table(
+    "api_keys",
+    MetaData(),
     Column("id", String(32), primary_key=True),
     Column("name", Text, nullable=False),
     Column("role", String(16), nullable=False),
@@ -122,7 +142,8 @@ class Migration:
 
     version: int
     description: str
-    statements: tuple[ExecutableDDLElement, ...]
+    statements: tuple[Executable, ...]
+    """DDL, and the plain SQL that moves existing rows into a new shape."""
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -134,8 +155,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             CreateTable(ledger_heads),
             CreateTable(session_index),
             CreateIndex(session_index_by_date),
-            CreateTable(api_keys),
+            CreateTable(_api_keys_v1),
         ),
     ),
     Migration(2, "ledger fences", (CreateTable(ledger_fences),)),
+    Migration(
+        3,
+        "api key scopes",
+        (
+            # A row without scopes may do nothing: a key is never granted more than it was.
+            text("ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT ''"),
+            # The scopes each role stood for (server.apikeys.ROLE_SCOPES), frozen here: a
+            # later change to what a role means must not rewrite this step.
+            text(
+                "UPDATE api_keys SET scopes = CASE role"
+                " WHEN 'staff' THEN 'attendance schedule therapist-invites'"
+                " WHEN 'admin' THEN 'admin' ELSE '' END"
+            ),
+        ),
+    ),
 )
