@@ -165,7 +165,7 @@ class CircleProcess:
         return {**os.environ, "CIRCLE_LOG_LEVEL": "WARNING", **self.env}
 
     def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         out = subprocess.run(
             [CIRCLE, "keys", "create", "--role", "staff", "--name", "bench",
              "--data-dir", str(self.data_dir)],

@@ -6,20 +6,25 @@ everything with a lifetime is opened in a cleanup context and closed in reverse 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
+import stat
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import socketio
 from aiohttp import web
 from aiortc import RTCIceServer
+from sqlalchemy.engine import make_url
 
 from server.apikeys import ApiKeys
 from server.attendance.service import AttendanceService
 from server.auth.tokens import JoinTokenService
+from server.checkpoints.writer import CheckpointWriter
 from server.cluster.parts import ClusterParts, open_cluster
 from server.config import Settings
 from server.crypto.keyring import KeyRing
@@ -33,6 +38,7 @@ from server.webapp import setup_web
 from signaling.cluster.node import ClusterNode, ClusterTimings
 from signaling.edge.fanout import Fanout
 from signaling.edge.gateway import Gateway, GatewayLimits
+from signaling.edge.guard import GuardedServer
 from signaling.edge.media import MediaCoordinator
 from signaling.edge.sessions import SessionService
 
@@ -55,7 +61,7 @@ def build_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.middlewares.append(errors_and_auth)
     origins = ClinicOrigins()
-    sio = socketio.AsyncServer(
+    sio = GuardedServer(
         async_mode="aiohttp",
         cors_allowed_origins=origins,
         max_http_buffer_size=SOCKET_BUFFER_BYTES,
@@ -69,7 +75,7 @@ def build_app(settings: Settings) -> web.Application:
     setup_web(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        services, relay, cluster = await _start(settings, sio)
+        services, relay, cluster, checkpoints = await _start(settings, sio)
         app[SERVICES] = services
         origins.node_urls = lambda: services.sessions.node_urls
         yield
@@ -78,6 +84,7 @@ def build_app(settings: Settings) -> web.Application:
         if relay is not None:
             await relay.close()
         await cluster.close()
+        await checkpoints.close()  # after the last append: a clean stop loses no mark
         await services.db.close()
 
     async def drain(app: web.Application) -> None:
@@ -93,11 +100,15 @@ def build_app(settings: Settings) -> web.Application:
 
 async def _start(
     settings: Settings, sio: socketio.AsyncServer
-) -> tuple[Services, MediaRelay | WorkerPool | None, ClusterParts]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+) -> tuple[Services, MediaRelay | WorkerPool | None, ClusterParts, CheckpointWriter]:
+    private_data_dir(settings.data_dir)
     keyring = KeyRing.load_or_create(settings.keys_path)
+    _private_sqlite_file(settings.db_url)
     db = await open_database(settings.db_url)
-    ledger = Ledger(db.ledger, keyring)
+    checkpoints = CheckpointWriter(settings.checkpoint_paths, keyring, settings.node_name,
+                                   settings.clock)
+    ledger = Ledger(db.ledger, keyring, on_head=checkpoints.saw)
+    await checkpoints.start(ledger)  # before recovery, whose appends it must see
     metrics = Metrics()
     clock = settings.clock
     if clock.offset:
@@ -150,7 +161,48 @@ async def _start(
     recovered = await node.start(recent)
     if recovered:
         log.info("recovered %d live session(s) from the ledger", recovered)
-    return services, relay, cluster
+    return services, relay, cluster, checkpoints
+
+
+class UnsafeDataDir(Exception):
+    """The data dir can be opened by group or others: the server refuses to start in it."""
+
+
+def private_data_dir(path: Path) -> None:
+    """Create the data dir owner-only (0700), or refuse one that group or others can open.
+
+    It holds the database and by default the keys and checkpoints. A looser directory was
+    someone's choice that the server does not silently overrule, nor silently accept: it
+    says which chmod makes it safe, as it does for the keys file.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise UnsafeDataDir(
+            f"data dir {path} is accessible by group or others (mode {stat.filemode(mode)}); "
+            f"run chmod 700 {path}"
+        )
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Make the SQLite file (and its -wal and -shm) owner-only, before SQLite opens it.
+
+    SQLite creates the file 0644 less the umask and gives -wal and -shm the main file's
+    mode, so it is created 0600 here first (an empty file is an empty database), or
+    tightened when a `circle` command run under a looser umask made it first.
+    """
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return  # PostgreSQL, or a URL open_database refuses with its own message
+    path = Path(parsed.database)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                file.chmod(0o600)
+                log.warning("%s was mode %o: made it 0600 (owner only)", file, mode)
 
 
 def _load() -> float:

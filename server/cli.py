@@ -17,11 +17,12 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from server import serve_lock
-from server.apikeys import ApiKey, ApiKeys
+from server.apikeys import CUSTOM_LABEL, ROLE_SCOPES, SCOPES, ApiKey, ApiKeys, Role, Scope
 from server.attendance.service import AttendanceService
+from server.checkpoints.compare import CheckpointCheck, check, installation_files
 from server.config import Settings
 from server.crypto.keyring import KeyRing
-from server.exports import ExportRequest, export_attendance
+from server.exports import ExportRequest, export_attendance, write_export
 from server.ledger import Ledger
 from server.storage.database import Database, open_database
 
@@ -70,9 +71,13 @@ def main() -> None:
 @data_dir_option
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Run the whole server on this box (HTTP API, signaling, media relay, ledger)."""
-    from server.app import build_app
+    from server.app import UnsafeDataDir, build_app, private_data_dir
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
+    try:
+        private_data_dir(settings.data_dir)
+    except UnsafeDataDir as exc:
+        raise click.ClickException(str(exc)) from None
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -121,21 +126,31 @@ async def _audit_admin(settings: Settings, ledger: Ledger, action: str, **detail
 
 
 @keys.command("create")
-@click.option("--role", type=click.Choice(["staff", "admin"]), required=True)
+@click.option("--role", type=click.Choice(list(ROLE_SCOPES)), default=None,
+              help="Shorthand: staff = schedule, therapist-invites, attendance; admin = admin.")
+@click.option("--scope", "scopes", type=click.Choice(SCOPES), multiple=True,
+              help="What the key may do; repeat for several (instead of --role).")
 @click.option("--name", required=True, help="Who or what uses the key (e.g. 'scheduler').")
 @data_dir_option
-def keys_create(role: str, name: str, data_dir: Path | None) -> None:
+def keys_create(role: Role | None, scopes: tuple[Scope, ...], name: str,
+                data_dir: Path | None) -> None:
     """Create an API key and print it once (only its hash is stored)."""
+    if (role is None) == (not scopes):
+        raise click.UsageError(
+            "give exactly one of --role or --scope (--scope may be repeated)")
     settings = _settings(data_dir=data_dir)
 
     async def work() -> str:
         db, _, ledger = await _open(settings)
         try:
-            plaintext, key = await ApiKeys(db.api_keys, now=settings.clock).create(role, name)  # type: ignore[arg-type]
-            await _audit_admin(settings, ledger, "api_key_created", key_id=key.id, role=role)
+            plaintext, key = await ApiKeys(db.api_keys, now=settings.clock).create(
+                role or scopes, name)
+            await _audit_admin(settings, ledger, "api_key_created", key_id=key.id,
+                               scopes=sorted(key.scopes))
         finally:
             await db.close()
-        click.echo(f"created {role} key {key.id} for {name!r}; it is shown only now:", err=True)
+        click.echo(f"created key {key.id} for {name!r} with scope(s) "
+                   f"{', '.join(sorted(key.scopes))}; it is shown only now:", err=True)
         return plaintext
 
     click.echo(_run(work))
@@ -144,7 +159,11 @@ def keys_create(role: str, name: str, data_dir: Path | None) -> None:
 @keys.command("list")
 @data_dir_option
 def keys_list(data_dir: Path | None) -> None:
-    """List API keys (id, role, name, created, revoked); secrets are never shown."""
+    """List API keys (id, role, name, created, revoked, scopes); secrets are never shown.
+
+    The role column is `custom` for scopes that are no role's shorthand; scopes come last
+    so scripts that cut the earlier columns keep working.
+    """
     settings = _settings(data_dir=data_dir)
 
     async def work() -> list[ApiKey]:
@@ -156,7 +175,8 @@ def keys_list(data_dir: Path | None) -> None:
 
     for key in _run(work):
         revoked = key.revoked_at.isoformat() if key.revoked_at else "active"
-        click.echo(f"{key.id}\t{key.role}\t{key.name}\t{key.created_at.isoformat()}\t{revoked}")
+        click.echo(f"{key.id}\t{key.role or CUSTOM_LABEL}\t{key.name}\t"
+                   f"{key.created_at.isoformat()}\t{revoked}\t{','.join(sorted(key.scopes))}")
 
 
 @keys.command("revoke")
@@ -204,7 +224,7 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
 @click.option("--participant", "participant_id", default=None, help="Only this participant.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write here instead of standard output.")
+              help="Write here (owner-only, mode 0600) instead of standard output.")
 @data_dir_option
 def export(from_date: date, to_date: date, session_id: str | None, participant_id: str | None,
            fmt: str, out: Path | None, data_dir: Path | None) -> None:
@@ -232,35 +252,68 @@ def export(from_date: date, to_date: date, session_id: str | None, participant_i
     if out is None:
         click.echo(body, nl=False)
     else:
-        out.write_text(body, encoding="utf-8")
+        write_export(out, body)
     click.echo(f"exported {rows} row(s){f' to {out}' if out else ''}", err=True)
     click.echo(f"NOTICE: {notice}", err=True)
 
 
+VERIFY_UNCHECKED = 3
+"""`circle verify`'s exit status when nothing was found tampered but something could not be
+checked (a checkpoint file is missing); 1 is tampering, rollback or deletion."""
+
+
 @main.command()
+@click.option("--checkpoint", "checkpoint_files", multiple=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="A checkpoint file to compare with; repeat for several (one per node). "
+                   "Default: CIRCLE_CHECKPOINT_FILE, or every checkpoints*.json beside the "
+                   "keys file, and CIRCLE_CHECKPOINT_COPY.")
 @data_dir_option
-def verify(data_dir: Path | None) -> None:
-    """Check the ledger's hash chains, signed heads and decryptability; exit 1 if tampered."""
+def verify(checkpoint_files: tuple[Path, ...], data_dir: Path | None) -> None:
+    """Check the ledger's hash chains, signed heads and decryptability, and compare it with
+    the signed checkpoints kept outside the database (an older copy restored, a stream
+    deleted whole). Exit 0: all well; 1: tampered; 3: a checkpoint file is missing."""
     settings = _settings(data_dir=data_dir)
+    files = list(checkpoint_files) or installation_files(settings)
 
     def progress(stream: str, records: int) -> None:
         click.echo(f"  {records} record(s) checked (through {stream})", err=True)
 
-    async def work() -> Any:
-        db, _, ledger = await _open(settings)
+    async def work() -> CheckpointCheck:
+        db, keyring, ledger = await _open(settings)
         try:
-            return await ledger.verify(progress)
+            return await check(ledger, files, keyring.ledger_public_key, progress)
         finally:
             await db.close()
 
-    report = _run(work)
-    bad = report.first_bad
-    if bad is None:
-        click.echo(f"ledger OK: {report.records_checked} record(s) in "
-                   f"{report.streams_checked} stream(s)")
-        return
+    result = _run(work)
+    report = result.report
+    for source in result.sources:
+        seen = source.checkpoint
+        click.echo(f"checkpoint {source.path}: node {seen.node}, checkpoint {seen.counter} "
+                   f"written {seen.written_at.isoformat()}, {len(seen.streams)} stream(s), "
+                   f"kept since {seen.since.isoformat()}")
     for problem in report.problems:
         click.echo(f"LEDGER TAMPERED: stream {problem.stream} record {problem.seq}: "
                    f"{problem.reason}", err=True)
-    click.echo(f"first bad record: stream {bad.stream} record {bad.seq}", err=True)
+    for finding in result.findings:
+        seen_in = ", ".join(map(str, finding.files))
+        where = "" if finding.stream is None else f" (checkpoint {seen_in})"
+        click.echo(f"{finding.kind}: {finding.detail}{where}", err=True)
+    for warning in result.warnings:
+        click.echo(f"WARNING: {warning}", err=True)
+    if result.ok:
+        compared = (f"agrees with {len(result.sources)} checkpoint file(s)" if result.sources
+                    else "no checkpoint to compare with")
+        click.echo(f"ledger OK: {report.records_checked} record(s) in "
+                   f"{report.streams_checked} stream(s), {compared}")
+        if result.warnings:
+            sys.exit(VERIFY_UNCHECKED)
+        return
+    bad = report.first_bad
+    if bad is not None:
+        click.echo(f"first bad record: stream {bad.stream} record {bad.seq}", err=True)
+    if result.findings:
+        click.echo(f"{len(result.findings)} finding(s) against the checkpoints: the database "
+                   "is not what the server had written", err=True)
     sys.exit(1)

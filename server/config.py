@@ -9,11 +9,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from server.clock import WallClock
@@ -31,6 +32,14 @@ class Settings(BaseSettings):
     """Default: SQLite file `circle.db` in the data dir."""
     keys_file: Path | None = None
     """Default: `keys.json` in the data dir. Back it up separately from the database."""
+    checkpoint_file: Path | None = None
+    """Signed checkpoints of every stream's head, kept outside the database so that `circle
+    verify` sees a database restored from an older copy or a stream deleted whole. Default:
+    `checkpoints.json` beside the keys file; with CIRCLE_REDIS_URL (several nodes, who may
+    share a keys directory) `checkpoints-<node id>.json` there, one file per node."""
+    checkpoint_copy: Path | None = None
+    """A second copy of the checkpoints, written with the first: put it on another disk, so
+    that one lost or restored disk does not take the evidence with it. Default: none."""
     public_url: str | None = None
     """Base of join links; default http://host:port."""
     clinic_timezone: str = "UTC"
@@ -87,6 +96,14 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown timezone {value!r} (use e.g. America/Chicago)") from None
         return value
 
+    @model_validator(mode="after")
+    def _two_checkpoint_files(self) -> Settings:
+        if self.checkpoint_copy is not None and (
+            self.checkpoint_copy.resolve() == self.checkpoint_path.resolve()
+        ):
+            raise ValueError("CIRCLE_CHECKPOINT_COPY must name another file than the checkpoints")
+        return self
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'circle.db'}"
@@ -94,6 +111,22 @@ class Settings(BaseSettings):
     @property
     def keys_path(self) -> Path:
         return self.keys_file or self.data_dir / "keys.json"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """Where this node writes its checkpoints (see `checkpoint_file`)."""
+        if self.checkpoint_file is not None:
+            return self.checkpoint_file
+        if self.redis_url is None:
+            return self.keys_path.parent / "checkpoints.json"
+        node = re.sub(r"[^A-Za-z0-9._-]", "_", self.node_name)
+        return self.keys_path.parent / f"checkpoints-{node}.json"
+
+    @property
+    def checkpoint_paths(self) -> list[Path]:
+        """The checkpoint file and its copy, if one is set: every file the server writes."""
+        copy = [] if self.checkpoint_copy is None else [self.checkpoint_copy]
+        return [self.checkpoint_path, *copy]
 
     @property
     def base_url(self) -> str:

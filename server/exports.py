@@ -7,8 +7,10 @@ what (filters, format, row count) is appended to the ledger's audit stream.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Literal
 
 from server.attendance.formats import REDISCLOSURE_NOTICE, to_csv, to_json
@@ -70,3 +72,16 @@ async def export_attendance(
         body = json.dumps(to_json(rows, REDISCLOSURE_NOTICE), indent=2)
         return ExportResult(body, "application/json", len(rows), REDISCLOSURE_NOTICE)
     return ExportResult(to_csv(rows), "text/csv", len(rows), REDISCLOSURE_NOTICE)
+
+
+def write_export(path: Path, body: str) -> None:
+    """Write an export to `path`, readable by its owner only (0600) from the first byte.
+
+    An export is a disclosure of protected records; written under the usual umask it would
+    be readable by every user of the machine. An existing file is emptied, then tightened,
+    before anything is written into it.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(body)

@@ -15,7 +15,7 @@ import hmac
 import json
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -30,6 +30,10 @@ AUDIT_STREAM = "audit"
 MAX_STREAM_LENGTH = 128
 _TIP_CACHE_SIZE = 4096
 _AUDIT_ATTEMPTS = 5
+
+HeadListener = Callable[[SignedHead | None, SignedHead], None]
+"""Told `(previous, head)` after every committed append: the head the append moved from (None
+for a new stream) and the one it moved to. Called on the append path, so it must be quick."""
 
 
 class LedgerCorrupt(Exception):
@@ -53,12 +57,26 @@ class BadRecord:
 
 
 @dataclass(frozen=True)
+class StreamState:
+    """An intact stream as `verify` found it: where its head is, and the chain MACs asked for.
+
+    Lets a caller holding an older view of the stream (a checkpoint) tell a stream that only
+    grew since from one that was rolled back or rewritten.
+    """
+
+    head_seq: int
+    macs: Mapping[int, bytes]
+
+
+@dataclass(frozen=True)
 class VerifyReport:
-    """What `Ledger.verify` found: counts, and the first bad record of each bad stream."""
+    """What `Ledger.verify` found: counts, the first bad record of each bad stream, and the
+    state of each intact stream."""
 
     streams_checked: int
     records_checked: int
     problems: list[BadRecord] = field(default_factory=list)
+    intact: dict[str, StreamState] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -81,9 +99,12 @@ def canonical_json(record: JsonRecord) -> bytes:
 class Ledger:
     """`signaling.ports.EventLog` over a `LedgerStore`, with encryption and the hash chain."""
 
-    def __init__(self, store: LedgerStore, keyring: KeyRing) -> None:
+    def __init__(
+        self, store: LedgerStore, keyring: KeyRing, *, on_head: HeadListener | None = None
+    ) -> None:
         self._store = store
         self._keys = keyring
+        self._on_head = on_head
         # Last verified head per stream: lets an append chain on without reading the stream.
         self._tips: OrderedDict[str, SignedHead] = OrderedDict()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -163,13 +184,36 @@ class Ledger:
         """Every stream in the ledger (sessions and the audit stream), sorted."""
         return await self._store.streams()
 
-    async def verify(self, progress: Callable[[str, int], None] | None = None) -> VerifyReport:
+    async def heads(self) -> list[SignedHead]:
+        """Every stream's signed head whose signature holds (a bad one is `verify`'s to name).
+
+        What a new checkpoint starts from: it reads one head per stream, never the records.
+        """
+        found: list[SignedHead] = []
+        for stream in await self._store.streams():
+            try:
+                head = await self._tip(stream, fresh=True)
+            except LedgerCorrupt:
+                continue
+            if head is not None:
+                found.append(head)
+        return found
+
+    async def verify(
+        self,
+        progress: Callable[[str, int], None] | None = None,
+        *,
+        marks: Mapping[str, Collection[int]] | None = None,
+    ) -> VerifyReport:
         """Check every stream: decryption, chain, contiguity, head signature and position.
 
         `progress(stream, records_checked_so_far)` is called after each stream. A bad stream
-        does not stop the walk: the report lists the first bad record of each.
+        does not stop the walk: the report lists the first bad record of each. For each
+        intact stream the report gives its head seq and the chain MAC at each seq `marks`
+        names for it (a seq the stream does not hold is left out).
         """
         problems: list[BadRecord] = []
+        intact: dict[str, StreamState] = {}
         names = await self._store.streams()
         checked = 0
         for stream in names:
@@ -178,10 +222,17 @@ class Ledger:
                 self._open_stream(stream, head, stored)
             except LedgerCorrupt as bad:
                 problems.append(BadRecord(bad.stream, bad.seq, bad.reason))
+            else:
+                assert head is not None  # _open_stream refuses records without a head
+                wanted = (marks or {}).get(stream, ())
+                # Each stored MAC has just been checked against the recomputed chain.
+                intact[stream] = StreamState(
+                    head.seq, {row.seq: row.mac for row in stored if row.seq in wanted}
+                )
             checked += len(stored)
             if progress is not None:
                 progress(stream, checked)
-        return VerifyReport(len(names), checked, problems)
+        return VerifyReport(len(names), checked, problems, intact)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -240,6 +291,8 @@ class Ledger:
             self._tips.pop(stream, None)
             raise
         self._remember(head)
+        if self._on_head is not None:
+            self._on_head(tip, head)
 
     def _check_signature(self, head: SignedHead) -> None:
         try:

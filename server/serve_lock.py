@@ -37,7 +37,7 @@ class Holder:
 
 def claim(data_dir: Path) -> IO[str]:
     """An exclusive lock on `data_dir` for this process's lifetime (released at exit)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the server refuses a looser one
     handle = (data_dir / FILE_NAME).open("a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
