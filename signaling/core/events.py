@@ -86,6 +86,8 @@ class Arrived(Event):
     participant_id: str
     name: str
     role: Role
+    token_id: str = ""
+    """The invite it came with ("" in records from before this was kept)."""
 
 
 @_register("admitted")
@@ -123,6 +125,7 @@ class Disconnected(Event):
 @dataclass(frozen=True, kw_only=True)
 class Reconnected(Event):
     participant_id: str
+    token_id: str = ""
 
 
 @_register("grace_expired")

@@ -122,6 +122,8 @@ class Participant:
     hand: bool = False
     breakout_role: BreakoutRole | None = None
     published: frozenset[MuteKind] = frozenset()
+    token_id: str = ""
+    """The invite its current (or last) connection came with: revoking it removes them."""
     """Media kinds the relay has actually seen from this participant."""
 
     @property
@@ -144,6 +146,8 @@ class SessionState:
     """True when the server closed the session as abandoned, not a therapist."""
     invitees: Mapping[str, Invitee] = field(default_factory=dict)
     revoked_tokens: frozenset[str] = frozenset()
+    issued_tokens: Mapping[str, str] = field(default_factory=dict)
+    """Invite token id -> participant id: what this session's revocations may name."""
     participants: Mapping[str, Participant] = field(default_factory=dict)
     breakouts: Breakouts = field(default_factory=Breakouts)
     arrivals: int = 0

@@ -89,9 +89,20 @@ def _decide(
                 )
             ]
         case c.RevokeInvite():
+            holder_id = state.issued_tokens.get(command.token_id)
+            if holder_id is None:
+                return Rejected("not_found", "no such invite in this session")
             if command.token_id in state.revoked_tokens:
                 return []
-            return [e.InviteRevoked(at=now, token_id=command.token_id, revoked_by=actor.id)]
+            revoked: list[e.Event] = [
+                e.InviteRevoked(at=now, token_id=command.token_id, revoked_by=actor.id)]
+            holder = state.participants.get(holder_id)
+            if (holder is not None and holder.token_id == command.token_id
+                    and holder.status in ("waiting", "admitted")):
+                # A leaked link must stop working for whoever holds it now, not only at
+                # the next connect.
+                revoked.append(e.Removed(at=now, participant_id=holder.id, by=actor.id))
+            return revoked
         case c.Connect():
             return _connect(state, command, now)
         case c.Disconnect():
@@ -214,11 +225,12 @@ def _connect(state: SessionState, command: c.Connect, now: datetime) -> list[e.E
         if me.status == "denied":
             return Rejected("forbidden", "you were not admitted to this session")
         if me.status in ("waiting", "admitted"):
-            return [e.Reconnected(at=now, participant_id=me.id)]
+            return [e.Reconnected(at=now, participant_id=me.id, token_id=command.token_id)]
     if state.locked and command.role != "therapist":
         return Rejected("conflict", "the session is locked")
     arrived = e.Arrived(
-        at=now, participant_id=command.participant_id, name=command.name, role=command.role
+        at=now, participant_id=command.participant_id, name=command.name, role=command.role,
+        token_id=command.token_id,
     )
     if command.role == "therapist":
         return [arrived, e.Admitted(at=now, participant_id=command.participant_id, by=None)]
@@ -313,7 +325,9 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
             invitees[event.participant_id] = Invitee(
                 event.participant_id, event.display_name, event.role
             )
-            return replace(state, invitees=invitees)
+            return replace(state, invitees=invitees,
+                           issued_tokens={**state.issued_tokens,
+                                          event.token_id: event.participant_id})
         case e.InviteRevoked():
             return replace(state, revoked_tokens=state.revoked_tokens | {event.token_id})
         case e.Arrived():
@@ -326,6 +340,7 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
                 arrival_no=previous.arrival_no if previous else state.arrivals + 1,
                 waiting_since=event.at,
                 published=previous.published if previous else frozenset(),
+                token_id=event.token_id,
             )
             return replace(state, participants=parts, arrivals=state.arrivals + 1)
         case e.Admitted():
@@ -352,7 +367,10 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
         case e.Disconnected():
             _update(parts, event.participant_id, connected=False, disconnected_at=event.at)
         case e.Reconnected():
-            _update(parts, event.participant_id, connected=True, disconnected_at=None)
+            changes: dict[str, object] = {"connected": True, "disconnected_at": None}
+            if event.token_id:
+                changes["token_id"] = event.token_id
+            _update(parts, event.participant_id, **changes)
         case e.MuteChanged():
             field = "muted_audio" if event.kind == "audio" else "muted_video"
             _update(parts, event.participant_id, **{field: event.muted})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import pytest
@@ -119,6 +120,35 @@ async def test_revoked_invite_is_refused(api: Api) -> None:
     with pytest.raises(JoinRefused) as revoked:
         await CircleClient(api.server.url, invite["token"]).connect()
     assert revoked.value.code == "forbidden" and "revoked" in revoked.value.message
+
+
+async def test_revoking_a_connected_holders_invite_disconnects_it(api: Api) -> None:
+    """A leaked link stops working for whoever holds it now: within 2 s, and afterwards."""
+    sid = await api.create_session()
+    therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist")
+    invite = await api.invite(sid, "c1", "Ann Lee")
+    holder = CircleClient(api.server.url, invite["token"])
+    await holder.connect()
+    try:
+        await therapist.wait_for(lambda s: len(s["waiting"]) == 1)
+        started = time.monotonic()
+        status, body = await api.request(
+            "DELETE", f"/api/v1/sessions/{sid}/invites/{invite['token_id']}")
+        assert (status, body) == (200, {"revoked": True})
+        await holder.wait_until(lambda: not holder.connected, timeout=2)
+        assert time.monotonic() - started < 2
+        await therapist.wait_for(lambda s: s["waiting"] == [])
+        with pytest.raises(JoinRefused) as again:
+            await CircleClient(api.server.url, invite["token"]).connect()
+        assert again.value.code == "forbidden"
+        other = await api.create_session()
+        status, body = await api.request(
+            "DELETE", f"/api/v1/sessions/{other}/invites/{invite['token_id']}")
+        assert status == 404 and body["error"]["code"] == "not_found", "another session's id"
+        status, _ = await api.request("DELETE", f"/api/v1/sessions/{sid}/invites/never-issued")
+        assert status == 404
+    finally:
+        await settle(holder, therapist)
 
 
 async def test_http_errors_are_structured(api: Api) -> None:

@@ -350,3 +350,30 @@ def test_message_to_the_waiting_room_is_checked_but_not_recorded() -> None:
     assert s.ok(therapist(), c.MessageWaiting("Hi Ann", "c1")) == ()
     assert s.refused(therapist(), c.MessageWaiting("x", "t1")).code == "not_found"
     assert s.refused(client("c1"), c.MessageWaiting("x", None)).code == "forbidden"
+
+
+def test_revoking_an_invite_removes_the_participant_holding_it_now() -> None:
+    s = Session.created()
+    s.join("t1", "therapist")
+    s.ok(STAFF, c.IssueInvite("c1", "Ann", "client", "j1", T0))
+    s.ok(client("c1"), c.Connect("c1", "Ann", "client", "j1"))
+    s.ok(therapist(), c.Admit("c1"))
+    events = s.ok(STAFF, c.RevokeInvite("j1"))
+    assert [type(ev).__name__ for ev in events] == ["InviteRevoked", "Removed"]
+    assert s.status("c1") == "removed"
+    assert s.refused(client("c1"), c.Connect("c1", "Ann", "client", "j1")).code == "forbidden"
+
+
+def test_revoking_an_old_invite_leaves_a_participant_who_came_with_a_newer_one() -> None:
+    s = Session.created()
+    s.ok(STAFF, c.IssueInvite("c1", "Ann", "client", "j1", T0))
+    s.ok(STAFF, c.IssueInvite("c1", "Ann", "client", "j2", T0))
+    s.ok(client("c1"), c.Connect("c1", "Ann", "client", "j2"))
+    events = s.ok(STAFF, c.RevokeInvite("j1"))
+    assert [type(ev).__name__ for ev in events] == ["InviteRevoked"]
+    assert s.status("c1") == "waiting"
+
+
+def test_revoking_an_invite_this_session_never_issued_is_not_found() -> None:
+    s = Session.created()
+    assert s.refused(STAFF, c.RevokeInvite("never-issued")).code == "not_found"
