@@ -58,9 +58,20 @@ class EndPayload(_Payload):
     pass
 
 
+MAX_ICE_CANDIDATES = 64
+"""Per SDP. A browser offers a handful per interface; thousands would make the relay probe
+(and hold state for) every address a client names."""
+
+
 class SignalPayload(_Payload):
     type: Literal["offer", "answer"]
     sdp: Sdp
+
+    @model_validator(mode="after")
+    def _few_candidates(self) -> SignalPayload:
+        if self.sdp.count("a=candidate:") > MAX_ICE_CANDIDATES:
+            raise ValueError(f"more than {MAX_ICE_CANDIDATES} ICE candidates")
+        return self
 
 
 class ChatPayload(_Payload):

@@ -81,6 +81,9 @@ class Connection:
     """What its join token said: enough to take its place again at a new owner."""
     accepted: bool = False
     """True once the session's owner took it (its connect was not refused)."""
+    strikes: int = 0
+    """Events refused `rate_limited` since `strikes_since` (time.monotonic())."""
+    strikes_since: float = 0.0
 
     @property
     def key(self) -> tuple[str, str]:

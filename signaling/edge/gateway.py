@@ -31,6 +31,12 @@ from signaling.protocol import (
 
 log = logging.getLogger("circle.gateway")
 
+FLOOD_STRIKES = 200
+FLOOD_WINDOW_S = 10.0
+"""A connection refused `rate_limited` FLOOD_STRIKES times within FLOOD_WINDOW_S is closed:
+a client that ignores the refusals is not going to slow down (a real one backs off after a
+few, and a refill of the bucket mid-flood must not wipe the count)."""
+
 
 @dataclass(frozen=True)
 class GatewayLimits:
@@ -137,7 +143,14 @@ class Gateway:
         conn = self.fanout.get(sid)
         if conn is None:
             return error("forbidden", "not connected to a session")
-        if not conn.bucket.allow(time.monotonic()):
+        now = time.monotonic()
+        if not conn.bucket.allow(now):
+            if now - conn.strikes_since > FLOOD_WINDOW_S:
+                conn.strikes, conn.strikes_since = 0, now
+            conn.strikes += 1
+            if conn.strikes == FLOOD_STRIKES:
+                log.warning("closed a connection that kept flooding after rate_limited")
+                self.fanout.spawn(self.fanout.disconnect(sid))
             return error("rate_limited", "too many events, slow down")
         if _size(data) > self._limits.max_event_bytes:
             return error("invalid", f"payload larger than {self._limits.max_event_bytes} bytes")

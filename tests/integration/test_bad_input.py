@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import timedelta
 
@@ -78,6 +79,37 @@ async def test_flood_is_rate_limited_and_the_connection_survives(api: Api) -> No
         assert (await therapist.call("hand", {"raised": False}))["ok"]
     finally:
         await settle(therapist)
+
+
+async def test_a_connection_that_keeps_flooding_is_closed_and_others_stay_quick(
+    api: Api,
+) -> None:
+    flooder_sid, quiet_sid = await api.create_session(), await api.create_session()
+    flooder = await api.join(flooder_sid, "t1", "Dr Kim Park", role="therapist")
+    quiet = await api.join(quiet_sid, "t2", "Dr Lee Chan", role="therapist")
+    try:
+        await quiet.wait_for(lambda s: s["you"]["status"] == "admitted")
+        lost = asyncio.Event()
+        flooder.on_link.append(lambda what, detail: lost.set() if what == "lost" else None)
+        latencies: list[float] = []
+
+        async def flood() -> None:
+            with contextlib.suppress(Exception):  # the socket goes away mid-flood
+                await asyncio.gather(*(flooder.call("hand", {"raised": i % 2 == 0}, timeout=5)
+                                       for i in range(600)))
+
+        async def measure() -> None:
+            for i in range(20):
+                started = time.monotonic()
+                assert (await quiet.call("hand", {"raised": i % 2 == 0}))["ok"]
+                latencies.append(time.monotonic() - started)
+
+        await asyncio.gather(flood(), measure())
+        await asyncio.wait_for(lost.wait(), 5)
+        assert "kept flooding after rate_limited" in api.server.log_text()
+        assert sorted(latencies)[int(0.99 * (len(latencies) - 1))] < 0.2, latencies
+    finally:
+        await settle(flooder, quiet)
 
 
 async def test_bad_tokens_are_refused_at_connect_with_a_reason(api: Api) -> None:

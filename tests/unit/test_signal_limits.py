@@ -1,0 +1,25 @@
+"""An offer may name a browser's handful of ICE candidates, not thousands."""
+
+from __future__ import annotations
+
+import pytest
+
+from signaling.protocol import MAX_ICE_CANDIDATES, ProtocolError, parse_client_event
+
+
+def offer(candidates: int) -> dict[str, str]:
+    lines = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0", "m=audio 9 UDP/TLS/RTP/SAVPF 111"]
+    lines += [f"a=candidate:{i} 1 udp 2122260223 127.0.0.1 {10000 + i} typ host"
+              for i in range(candidates)]
+    return {"type": "offer", "sdp": "\r\n".join(lines) + "\r\n"}
+
+
+def test_an_offer_with_a_browsers_candidates_is_taken() -> None:
+    parse_client_event("signal", offer(8))
+    parse_client_event("signal", offer(MAX_ICE_CANDIDATES))
+
+
+def test_an_offer_with_too_many_candidates_is_invalid() -> None:
+    with pytest.raises(ProtocolError) as refused:
+        parse_client_event("signal", offer(MAX_ICE_CANDIDATES + 1))
+    assert refused.value.code == "invalid" and "ICE candidates" in refused.value.message
