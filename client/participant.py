@@ -49,6 +49,10 @@ _Loss = tuple[socketio.AsyncClient, bool]
 _FINAL_STATUSES = ("denied", "removed", "left")
 
 
+CLOSE_STEP_TIMEOUT_S = 5.0
+"""How long `close` waits for the socket, and then for the media, to shut down."""
+
+
 class JoinRefused(Exception):
     """The server refused the connection; `code` and `message` say why.
 
@@ -154,11 +158,13 @@ class CircleClient:
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
             supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervisor
+            await asyncio.wait({supervisor}, timeout=CLOSE_STEP_TIMEOUT_S)
+        # Bounded: a transport or a peer connection stuck mid-teardown must not keep a
+        # participant (or a test run) from leaving.
         with contextlib.suppress(Exception):
-            await self.sio.disconnect()
-        await self._stop_media()
+            await asyncio.wait_for(self.sio.disconnect(), CLOSE_STEP_TIMEOUT_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_media(), CLOSE_STEP_TIMEOUT_S)
 
     async def drop(self) -> None:
         """Lose the connection without saying goodbye (a network blip), and stay down.
