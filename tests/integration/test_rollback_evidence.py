@@ -274,11 +274,13 @@ def _copy_database(source: Path, target: Path) -> None:
         src.backup(dst)
 
 
-def _verify_ok(srv: CircleServer, files: int = 2) -> None:
+def _verify_ok(srv: CircleServer, files: int = 2) -> bool:
+    """`circle verify` passes and agrees with the checkpoint files (asserts on failure)."""
     done = srv.cli("verify")
     assert done.returncode == 0, done.stderr
     assert "ledger OK: " in done.stdout
     assert f"agrees with {files} checkpoint file(s)" in done.stdout
+    return True
 
 
 async def test_circle_verify_finds_an_older_copy_put_back_and_a_deleted_stream(
@@ -374,6 +376,6 @@ async def test_a_crash_never_makes_a_false_alarm(srv: CircleServer) -> None:
         for n in range(5):
             await api.invite(sid, f"c{n}", "Ann Lee")
     srv.kill()
-    _verify_ok(srv)
+    assert _verify_ok(srv), "a mark lost to the crash is not a rollback"
     await _while_running(srv, sessions=[sid])
-    _verify_ok(srv)
+    assert _verify_ok(srv), "and the restarted server's appends agree again"

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.protocol import MAX_ICE_CANDIDATES, ProtocolError, parse_client_event
+from signaling.protocol import (
+    MAX_ICE_CANDIDATES,
+    ProtocolError,
+    SignalPayload,
+    parse_client_event,
+)
 
 
 def offer(candidates: int) -> dict[str, str]:
@@ -15,8 +20,10 @@ def offer(candidates: int) -> dict[str, str]:
 
 
 def test_an_offer_with_a_browsers_candidates_is_taken() -> None:
-    parse_client_event("signal", offer(8))
-    parse_client_event("signal", offer(MAX_ICE_CANDIDATES))
+    for count in (8, MAX_ICE_CANDIDATES):
+        parsed = parse_client_event("signal", offer(count))
+        assert isinstance(parsed, SignalPayload)
+        assert parsed.sdp.count("a=candidate:") == count
 
 
 def test_an_offer_with_too_many_candidates_is_invalid() -> None:
