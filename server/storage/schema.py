@@ -5,7 +5,7 @@ through `MIGRATIONS`: each entry is applied once, in order, and recorded in
 `schema_migrations`. To change the schema, append a migration with explicit DDL (ALTER ...);
 never edit an applied one. DDL elements are compiled per dialect, so one list serves SQLite
 and PostgreSQL. A migration that creates a table later altered creates a frozen copy of the
-table as it was then (`_api_keys_v1`), so a new database passes through the same versions
+table as it was then (`API_KEYS_V1`), so a new database passes through the same versions
 as an old one.
 """
 
@@ -124,7 +124,7 @@ api_keys = Table(
 )
 
 # api_keys as migration 1 created it, before `scopes`.
-_api_keys_v1 = Table(
+API_KEYS_V1 = Table(
     "api_keys",
     MetaData(),
     Column("id", String(32), primary_key=True),
@@ -155,7 +155,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             CreateTable(ledger_heads),
             CreateTable(session_index),
             CreateIndex(session_index_by_date),
-            CreateTable(_api_keys_v1),
+            CreateTable(API_KEYS_V1),
         ),
     ),
     Migration(2, "ledger fences", (CreateTable(ledger_fences),)),

@@ -14,14 +14,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import Column, LargeBinary, MetaData, String, Table, Text, insert, inspect, select
+from sqlalchemy import insert, inspect, select
 
 from server.apikeys import ROLE_SCOPES, ApiKeys, Scope
 from server.crypto.keyring import KeyRing
 from server.ledger import AUDIT_STREAM, Ledger
 from server.storage import migrate
 from server.storage.database import Database, open_database
-from server.storage.schema import MIGRATIONS, UtcDateTime, api_keys, schema_migrations
+from server.storage.schema import API_KEYS_V1, MIGRATIONS, api_keys, schema_migrations
 
 from .clock import iso, now
 from .db_fixtures import *  # noqa: F403  (fixtures, found by pytest by name)
@@ -279,16 +279,6 @@ async def test_session_changes_and_exports_name_the_key_that_made_them(
 
 # -- keys from before scopes -------------------------------------------------------------
 
-V2_API_KEYS = Table(  # api_keys as the release before scopes (schema version 2) had it
-    "api_keys",
-    MetaData(),
-    Column("id", String(32), primary_key=True),
-    Column("name", Text, nullable=False),
-    Column("role", String(16), nullable=False),
-    Column("secret_hash", LargeBinary, nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("revoked_at", UtcDateTime, nullable=True),
-)
 
 
 async def _v2_key(db: Database, role: str, name: str, revoked: bool = False) -> str:
@@ -296,7 +286,7 @@ async def _v2_key(db: Database, role: str, name: str, revoked: bool = False) -> 
     kid, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
     at = datetime.now(UTC)
     async with db.engine.begin() as conn:
-        await conn.execute(insert(V2_API_KEYS).values(
+        await conn.execute(insert(API_KEYS_V1).values(
             id=kid, name=name, role=role, secret_hash=hashlib.sha256(secret.encode()).digest(),
             created_at=at, revoked_at=at if revoked else None))
     return f"ck_{kid}_{secret}"
