@@ -24,9 +24,7 @@ from signaling.ports import JoinTokens, TokenRejected
 from signaling.protocol import (
     CLIENT_EVENTS,
     MAX_EVENT_BYTES,
-    ProtocolError,
     error,
-    parse_client_event,
 )
 
 log = logging.getLogger("circle.gateway")
@@ -127,8 +125,6 @@ class Gateway:
         name = event if event in _KNOWN_EVENTS else "unknown"  # never log what a client made up
         try:
             reply = await self._handle_event(event, sid, args[0] if args else None)
-        except ProtocolError as exc:
-            reply = error(exc.code, exc.message)
         except Exception as exc:
             # The type only: an exception's text could quote the payload.
             log.error("event %s failed: %s", name, type(exc).__name__)
@@ -154,7 +150,7 @@ class Gateway:
             return error("rate_limited", "too many events, slow down")
         if _size(data) > self._limits.max_event_bytes:
             return error("invalid", f"payload larger than {self._limits.max_event_bytes} bytes")
-        parse_client_event(event, data)  # refuse bad shapes here, before any node hop
+        # The shape is checked once, by the owner (SessionService.event), wherever it is.
         return await self._router.event(self._here(sid), conn.session_id, conn.participant_id,
                                         conn.role, event, data)
 
