@@ -54,6 +54,8 @@ from bench.control_common import (
 
 now = time.perf_counter
 Key = tuple[str, str]
+REPO = Path(__file__).resolve().parent.parent
+"""Where `python -m bench.client` runs (resolved at import, not on the event loop)."""
 
 
 class Member:
@@ -124,7 +126,7 @@ class Clients:
             self.procs.append(await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.client", "--port", str(port), "--clip", str(clip),
                 "--trailer", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                limit=wire.LIMIT, cwd=Path(__file__).resolve().parent.parent))
+                limit=wire.LIMIT, cwd=REPO))
 
     async def ask(self, proc: asyncio.subprocess.Process,
                   message: dict[str, Any]) -> dict[str, Any]:

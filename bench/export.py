@@ -1,18 +1,18 @@
-"""Attendance export throughput over a real ledger, against load-only and raw-read floors.
+"""Attendance export throughput over a real ledger: cached, uncached, and the read floors.
 
-    .venv/bin/python -m bench.export [--sessions 200] [--participants 12] [--durable 10]
-                                     [--repeat 3] [--no-postgres]
+    .venv/bin/python -m bench.export [--sessions 1000] [--participants 14] [--durable 10]
+                                     [--repeat 3] [--no-postgres] [--profile FILE]
 
-Writes `--sessions` group sessions of `--participants` clients and one therapist (a month
-of a 10-group IOP program by default: 10 groups a day over 20 service days) through the
-real `Ledger` (server/ledger.py: AES-256-GCM, HMAC chain, signed heads) on SQLite in a
-temp dir with the server's durable settings (WAL, synchronous=FULL), and on PostgreSQL in
-a schema of its own (dropped afterwards) when CIRCLE_TEST_PG_URL or the local test server
-answers. The events are not made up: each session is driven through the pure core
-(`signaling.core.session.decide/apply`, with ticks at its deadlines, as the runtime does):
-invites, arrivals early and late, admit_all, media reports, mutes, hands, drops that
-reconnect within grace and one that does not, breakouts opened and closed, an early
-leave, the end.
+Writes `--sessions` group sessions of `--participants` clients and one therapist (by
+default 1,000 sessions x 15 participants: five months of a 10-group IOP program, 10 groups
+a day on weekdays) through the real `Ledger` (server/ledger.py: AES-256-GCM, HMAC chain,
+signed heads) on SQLite in a temp dir with the server's durable settings (WAL,
+synchronous=FULL), and on PostgreSQL in a schema of its own (dropped afterwards) when
+CIRCLE_TEST_PG_URL or the local test server answers. The events are not made up: each
+session is driven through the pure core (`signaling.core.session.decide/apply`, with ticks
+at its deadlines, as the runtime does): invites, arrivals early and late, admit_all, media
+reports, mutes, hands, drops that reconnect within grace and one that does not, breakouts
+opened and closed, an early leave, the end.
 
 The first `--durable` sessions are appended one decision at a time, as the live runtime
 does (one transaction per command): that is the append throughput. The rest go in one
@@ -21,12 +21,18 @@ export reads.
 
 Then, `--repeat` times, interleaved, over the whole date range:
 
-* raw:    `LedgerStore.read_stream` of every session (rows only, no crypto)
-* load:   `Ledger.load` of every session (decrypt + chain + head check), no projection
-* export: `AttendanceService.export` (load + project + filter + sort), the real thing
+* raw:      `LedgerStore.read_stream` of every session, 8 in flight (rows only, no crypto)
+* load:     `Ledger.load` of every session, 8 in flight (decrypt + chain + head check)
+* uncached: `AttendanceService.export` with one load and projection per session (the
+            export before the row cache: the baseline)
+* cold:     the server's export (`server.exports.attendance_service`: batched reads, the
+            sealed row cache) with the cache emptied first: batch load + project + seal
+* warm:     the same again, every ended session a cache hit (what a clinic sees from the
+            second export of a period on)
+* warm csv: `export_attendance` as `circle export` runs it: warm rows, the audit record,
+            the CSV text
 
-with the same concurrency (AttendanceService.MAX_CONCURRENT_LOADS). load/raw is the cost of
-the cryptography, export/load the cost of the projection.
+warm/uncached is what the cache buys; cold/uncached what batching buys on a first export.
 """
 
 from __future__ import annotations
@@ -47,7 +53,9 @@ from typing import Any
 
 from bench.control_common import PG_DEFAULT, machine_note, median, ratio, table
 from server.attendance.service import MAX_CONCURRENT_LOADS, AttendanceService
+from server.config import Settings
 from server.crypto.keyring import KeyRing
+from server.exports import ExportRequest, attendance_service, export_attendance
 from server.ledger import Ledger
 from server.storage.database import Database, open_database
 from signaling.core import commands as c
@@ -187,7 +195,7 @@ class Written:
 
 
 async def write(db: Database, ledger: Ledger, args: argparse.Namespace) -> Written:
-    rng = random.Random(args.seed)
+    rng = random.Random(args.seed)  # noqa: S311 (seeded: a reproducible synthetic load)
     planned = list(schedule(args.sessions))
     out = Written([sid for sid, _ in planned], planned[0][1].date(), planned[-1][1].date())
     for n, (sid, starts) in enumerate(planned):
@@ -235,28 +243,56 @@ class Backend:
     written: Written
     records: int = 0
     rows: int = 0
+    csv_bytes: int = 0
     raw: list[float] = field(default_factory=list)
     load: list[float] = field(default_factory=list)
-    export: list[float] = field(default_factory=list)
+    uncached: list[float] = field(default_factory=list)
+    cold: list[float] = field(default_factory=list)
+    warm: list[float] = field(default_factory=list)
+    warm_csv: list[float] = field(default_factory=list)
+    hits: int = 0
 
 
 async def measure(name: str, db: Database, keys: KeyRing, args: argparse.Namespace) -> Backend:
     ledger = Ledger(db.ledger, keys)
     written = await write(db, ledger, args)
     result = Backend(name, written)
-    service = AttendanceService(ledger.load, db.sessions.sessions_between)
+    uncached = AttendanceService(ledger.load, db.sessions.sessions_between)
+    cached = attendance_service(Settings.model_validate({}), db, ledger, keys)
     as_of = datetime.combine(written.last + timedelta(days=1), datetime.min.time(), UTC)
-    for _ in range(args.repeat):
-        ids = await db.sessions.sessions_between(written.first, written.last)
+    export_range = (written.first, written.last)
+    for n in range(args.repeat):
+        ids = await db.sessions.sessions_between(*export_range)
         seconds, streams = await timed(bounded(ids, db.ledger.read_stream))
         result.raw.append(seconds)
         result.records = sum(len(rows) for _, rows in streams)
-        ids = await db.sessions.sessions_between(written.first, written.last)
+        ids = await db.sessions.sessions_between(*export_range)
         seconds, _ = await timed(bounded(ids, ledger.load))
         result.load.append(seconds)
-        seconds, rows = await timed(service.export(written.first, written.last, as_of=as_of))
-        result.export.append(seconds)
+        seconds, rows = await timed(uncached.export(*export_range, as_of=as_of))
+        result.uncached.append(seconds)
         result.rows = len(rows)
+        await db.attendance_rows.clear()
+        seconds, cold_rows = await timed(cached.export(*export_range, as_of=as_of))
+        result.cold.append(seconds)
+        seconds, warm_rows = await timed(cached.export(*export_range, as_of=as_of))
+        result.warm.append(seconds)
+        assert cold_rows == rows and warm_rows == rows, "the cache changed the rows"
+        request = ExportRequest(*export_range, format="csv")
+        profiler = None
+        if args.profile and n == args.repeat - 1:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        seconds, done = await timed(export_attendance(
+            cached, ledger, request, requested_by="bench", channel="cli", now=as_of))
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+        result.warm_csv.append(seconds)
+        result.csv_bytes = len(done.body)
+    result.hits = getattr(cached.reader, "hits", 0)
     return result
 
 
@@ -295,36 +331,47 @@ async def postgres(url: str) -> Any:
 
 
 def report(results: list[Backend], args: argparse.Namespace) -> str:
-    append_rows, read_rows = [], []
+    append_rows, read_rows, ratio_rows = [], [], []
     for r in results:
         w = r.written
-        append_rows.append([
-            r.name, w.durable_events, w.durable_appends,
+        durable = [
             f"{w.durable_events / w.durable_seconds:.0f}",
             f"{w.durable_appends / w.durable_seconds:.0f}",
             f"{1000 * w.durable_seconds / w.durable_appends:.2f}",
+        ] if w.durable_seconds else ["n/a"] * 3
+        append_rows.append([
+            r.name, w.durable_events, w.durable_appends, *durable,
             f"{w.bulk_events / w.bulk_seconds:.0f}" if w.bulk_seconds else "n/a",
         ])
-        raw, load, export = median(r.raw), median(r.load), median(r.export)
+        raw, load = median(r.raw), median(r.load)
+        uncached, cold = median(r.uncached), median(r.cold)
+        warm, warm_csv = median(r.warm), median(r.warm_csv)
         sessions = len(w.session_ids)
         read_rows.append([
             r.name, sessions, r.records, r.rows,
-            f"{raw:.3f}", f"{load:.3f}", f"{export:.3f}",
-            f"{r.rows / export:.0f}", f"{r.records / export:.0f}",
-            f"{1000 * export / sessions:.2f}",
-            ratio(load, raw), ratio(export, load), ratio(export, raw),
+            f"{raw:.3f}", f"{load:.3f}", f"{uncached:.3f}", f"{cold:.3f}", f"{warm:.3f}",
+            f"{warm_csv:.3f}", f"{r.rows / warm_csv:.0f}",
+            f"{1000 * warm_csv / sessions:.2f}",
+        ])
+        ratio_rows.append([
+            r.name, ratio(load, raw), ratio(uncached, load), ratio(cold, uncached),
+            ratio(warm, uncached), ratio(warm_csv, uncached), ratio(warm_csv, raw),
         ])
     appends = table(["store", "events", "appends", "events/s", "appends/s", "ms/append",
                      "bulk events/s (1 append/session)"], append_rows)
-    reads = table(["store", "sessions", "records", "rows", "raw s", "load s", "export s",
-                   "rows/s", "records/s", "ms/session", "load/raw (crypto)",
-                   "export/load (projection)", "export/raw"], read_rows)
+    reads = table(["store", "sessions", "records", "rows", "raw s", "load s", "uncached s",
+                   "cold s", "warm s", "warm csv s", "rows/s (warm csv)",
+                   "ms/session (warm csv)"], read_rows)
+    ratios = table(["store", "load/raw (crypto)", "uncached/load (projection)",
+                    "cold/uncached", "warm/uncached", "warm csv/uncached", "warm csv/raw"],
+                   ratio_rows)
     refused = sum(r.written.refused for r in results)
     return (f"bench.export: {args.sessions} sessions x ({args.participants} clients + 1 "
             f"therapist), durable-append sample {args.durable} sessions, median of "
             f"{args.repeat}; {refused} generated commands refused by the core\n"
             f"{machine_note()}\n\nappend (one transaction per command, as the runtime)\n"
-            f"{appends}\n\nexport over the whole range\n{reads}\n")
+            f"{appends}\n\nexport over the whole range (seconds)\n{reads}\n\n"
+            f"ratios (same run)\n{ratios}\n")
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -346,13 +393,15 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sessions", type=int, default=200)
-    parser.add_argument("--participants", type=int, default=12, help="clients per session")
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--participants", type=int, default=14, help="clients per session")
     parser.add_argument("--durable", type=int, default=10,
                         help="sessions appended one command at a time (append throughput)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--profile", default=None,
+                        help="write a cProfile of the last warm csv export here")
     asyncio.run(main_async(parser.parse_args()))
 
 

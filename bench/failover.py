@@ -603,7 +603,8 @@ async def run(args: argparse.Namespace, root: Path, db_url: str, redis: RedisPro
                 return {m.pid: back_after(m, args.kill, died[m.session], killed_at)
                         for m in members}
 
-            while time.monotonic() < until and None in backs().values():
+            # The members are client processes: their views are polled, not signalled.
+            while time.monotonic() < until and None in backs().values():  # noqa: ASYNC110
                 await asyncio.sleep(POLL_S)
             owned_at = await owners
             await asyncio.sleep(2.0)  # late views (a seat lost after it came back) show here
@@ -825,8 +826,8 @@ async def main_async(args: argparse.Namespace) -> str:
                 async with postgres_database(args.postgres) as db_url:
                     outcome = await run(args, root, db_url, redis)
         finally:
-            if args.keep_logs:
-                for log in root.glob("node*.log"):
+            if args.keep_logs:  # the run is over: blocking holds up nothing on the loop
+                for log in root.glob("node*.log"):  # noqa: ASYNC240
                     shutil.copy(log, args.keep_logs / log.name)
             _kill_children()
     return report(outcome, args)

@@ -292,9 +292,13 @@ def run(mode: str, clients: int, workers: int, clip: str, timeout: float,
     env = dict(os.environ)
     env.pop("BENCH_RELAY_LATENCY", None)
     env.pop("BENCH_RELAY_WORKERS", None)
-    trace = trace_out or tempfile.mktemp(prefix="join-trace-", suffix=".jsonl")
-    with open(trace, "w"):
-        pass
+    if trace_out:
+        trace = trace_out
+        with open(trace, "w"):
+            pass
+    else:  # created empty, owner-only, under a name no one else can claim first
+        fd, trace = tempfile.mkstemp(prefix="join-trace-", suffix=".jsonl")
+        os.close(fd)
     server = Proc(["bench.first_packet", "--serve", mode, "--trace-out", trace]
                   + (["--experiment", experiment] if experiment else []), relay_cpus, env)
     assert server.p.stdout is not None

@@ -1,9 +1,11 @@
 """Micro-benchmark of the relay's own per-packet work, without clients.
 
     .venv/bin/python -m bench.hotpath [--fanout 11] [--packets 20000] [--transport real]
+                                      [--kind audio]
 
 Feeds parsed RTP packets (with mid, abs-send-time and transport-cc extensions, as
-browsers send) to one `Ingress` with `fanout` bound `Egress`es. Measures CPU time per
+browsers send; `--kind audio`: Opus-sized packets that also carry an audio level, half
+of them speech) to one `Ingress` with `fanout` bound `Egress`es. Measures CPU time per
 forwarded packet: a noise-resistant ratio between versions of the hot path (run it in two
 checkouts, or under `valgrind --tool=callgrind` for instruction counts).
 
@@ -42,6 +44,8 @@ from pylibsrtp import Policy, Session
 from server.media.forwarder import Egress, Ingress
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2,
+                             payloadType=111)
 EXTENSIONS = [
     RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
     RTCRtpHeaderExtensionParameters(
@@ -50,6 +54,7 @@ EXTENSIONS = [
     RTCRtpHeaderExtensionParameters(
         id=3, uri="http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
     ),
+    RTCRtpHeaderExtensionParameters(id=4, uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level"),
 ]
 
 
@@ -104,28 +109,34 @@ def drain(sink: socket.socket | None) -> None:
             return
 
 
-async def measure(fanout: int, packets: int, transport: str) -> float:
+async def measure(fanout: int, packets: int, transport: str, kind: str = "video") -> float:
     sink: socket.socket | None = None
     if transport == "real":
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         sink.bind(("127.0.0.1", 0))
         sink.setblocking(False)
-    ingress = Ingress("video", rtcp_ssrc=1, on_first_packet=lambda kind: None)
-    await ingress.bind(NullTransport(), RTCRtpReceiveParameters(codecs=[VP8]))  # type: ignore[arg-type]
+    codec = OPUS if kind == "audio" else VP8
+    ingress = Ingress(kind, rtcp_ssrc=1, on_first_packet=lambda kind: None)
+    await ingress.bind(NullTransport(), RTCRtpReceiveParameters(codecs=[codec]))  # type: ignore[arg-type]
     for i in range(fanout):
         egress = Egress(ingress, ssrc=1000 + i)
         egress_transport: Any = (NullTransport() if sink is None
                                  else await real_transport(sink))
-        await egress.bind(egress_transport, RTCRtpSendParameters(codecs=[VP8], muxId=str(i)))
+        await egress.bind(egress_transport, RTCRtpSendParameters(codecs=[codec], muxId=str(i)))
         egress.start(ingress)
     payload = bytes([0x10, 0x00]) + bytes(1100)  # VP8 keyframe start, then filler
+    if kind == "audio":
+        payload = bytes(80)  # an Opus frame's size
     batch = []
     for seq in range(packets):
-        packet = RtpPacket(payload_type=96, sequence_number=seq & 0xFFFF,
-                           timestamp=seq * 3000, ssrc=42, payload=payload)
+        packet = RtpPacket(payload_type=codec.payloadType or 0, sequence_number=seq & 0xFFFF,
+                           timestamp=seq * (960 if kind == "audio" else 3000), ssrc=42,
+                           payload=payload)
         packet.extensions = HeaderExtensions(mid="0", abs_send_time=seq,
                                              transport_sequence_number=seq & 0xFFFF)
+        if kind == "audio":  # speech and silence alternating in runs of 50 (one second)
+            packet.extensions.audio_level = (False, 30 if seq // 50 % 2 else 90)
         batch.append(packet)
     spent = 0.0
     for chunk in range(0, packets, 200):
@@ -147,11 +158,13 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--transport", choices=("null", "real"), default="null")
+    parser.add_argument("--kind", choices=("video", "audio"), default="video",
+                        help="audio: Opus-sized packets with an audio-level extension")
     args = parser.parse_args()
-    best = min(asyncio.run(measure(args.fanout, args.packets, args.transport))
+    best = min(asyncio.run(measure(args.fanout, args.packets, args.transport, args.kind))
                for _ in range(args.repeat))
     print(f"relay CPU per forwarded packet (fan-out {args.fanout}, {args.transport} "
-          f"transport): {best * 1e6:.2f} us (best of {args.repeat})")
+          f"transport, {args.kind}): {best * 1e6:.2f} us (best of {args.repeat})")
 
 
 if __name__ == "__main__":

@@ -117,8 +117,11 @@ class Janus:
 
     def _build_shim(self) -> Path:
         out = self.dir / "getifaddrs_shim.so"
+        gcc = shutil.which("gcc")
+        if gcc is None:
+            raise JanusError("gcc is needed to build the getifaddrs shim")
         subprocess.run(
-            ["gcc", "-shared", "-fPIC", "-O2", "-o", str(out), str(SHIM_SOURCE), "-ldl"],
+            [gcc, "-shared", "-fPIC", "-O2", "-o", str(out), str(SHIM_SOURCE), "-ldl"],
             check=True,
         )
         return out
@@ -143,8 +146,9 @@ class Janus:
         shim = self._build_shim()
         conf = self._write_config()
         env = {**os.environ, "LD_PRELOAD": str(shim)}
-        log = open(self.dir / "janus.log", "wb")  # noqa: SIM115 (lives as long as Janus)
-        self.proc = subprocess.Popen(
+        # Janus is polled below, never awaited: opening its log and forking it return at once.
+        log = open(self.dir / "janus.log", "wb")  # noqa: SIM115, ASYNC230 (lives as long as Janus)
+        self.proc = subprocess.Popen(  # noqa: ASYNC220
             [JANUS, "-F", str(conf), "-C", str(conf / "janus.jcfg"), "--interface",
              "127.0.0.1", "--ice-enforce-list", "lo", "--disable-colors"],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -246,14 +250,15 @@ class Janus:
         return str(jsep["sdp"])
 
     async def subscribe(self, room: int, feeds: list[int],
-                        timeout: float = 30.0) -> tuple[int, str]:
+                        retry_s: float = 30.0) -> tuple[int, str]:
         """Subscribe to `feeds` on one connection (Janus offers).
 
         Janus answers "No such feed" until a publisher's connection is up (ICE + DTLS),
-        which is after its `joinandconfigure` returned: retry until then.
+        which is after its `joinandconfigure` returned: retry until then, for up to
+        `retry_s` (then Janus's own error is raised, not a bare timeout).
         """
         handle = await self._attach()
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + retry_s
         while True:
             try:
                 event = await self._message(handle, {

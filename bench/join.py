@@ -317,8 +317,10 @@ async def bench_circle(args: argparse.Namespace, work: Path, db_url: str | None)
 
 async def bench_floor(args: argparse.Namespace) -> Results:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "bench.join", "--serve-floor", str(port)],
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # Popen returns once the floor server is forked; it is waited for by its port.
+    process = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-m", "bench.join", "--serve-floor", str(port)],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         wait_listening(process, port)
 

@@ -35,6 +35,7 @@ import struct
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ class Reservoir:
         if len(self.values) < SAMPLE_CAP:
             self.values.append(value)
         else:
-            j = random.randrange(self.seen)
+            j = random.randrange(self.seen)  # noqa: S311 (reservoir sampling, no secret)
             if j < SAMPLE_CAP:
                 self.values[j] = value
 
@@ -207,6 +208,13 @@ class ForwardServer(Server):
                               kinds: frozenset[MediaKind]) -> None:
         pass
 
+    async def media_flow(self, session_id: str, participant_id: str, kind: MediaKind,
+                         flowing: bool, ago_s: float) -> None:
+        pass
+
+    async def talk_time(self, session_id: str, seconds: Mapping[str, float]) -> None:
+        pass
+
     def _pc(self, key: Key) -> RTCPeerConnection | None:
         peer = self.relay.peer(*key)
         return None if peer is None else peer.peer_connection
@@ -276,6 +284,13 @@ class WorkersServer(Server):
                               kinds: frozenset[MediaKind]) -> None:
         pass
 
+    async def media_flow(self, session_id: str, participant_id: str, kind: MediaKind,
+                         flowing: bool, ago_s: float) -> None:
+        pass
+
+    async def talk_time(self, session_id: str, seconds: Mapping[str, float]) -> None:
+        pass
+
     async def media_reset(self, session_id: str, participant_id: str) -> None:
         self.resets += 1  # a worker died: the bench does not re-offer, the run is void
 
@@ -309,7 +324,8 @@ class WorkersServer(Server):
         deadline = time.monotonic() + 10
         for pid in pids:
             path = self.dump_dir / f"{pid}.json"
-            while not path.exists() and time.monotonic() < deadline:
+            # Another process writes the dump: nothing in this loop can signal it.
+            while not path.exists() and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             dumps.append(json.loads(path.read_text()) if path.exists() else {})
         out: dict[str, Any] = {

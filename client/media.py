@@ -21,11 +21,12 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc import sdp as aiortc_sdp
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from client.ice import enable_loopback_gathering
 from client.sources import PatternVideoTrack, ToneAudioTrack
@@ -45,6 +46,18 @@ class ReceivedStats:
     """`time.monotonic()` when the first decoded video frame arrived."""
 
 
+def mark_screen(sdp: str, mid: str) -> str:
+    """`sdp` with the section of `mid` marked as a screen share (`a=content:slides`, RFC
+    4796): how the relay tells a screen from a camera (docs/media.md). Only the text sent
+    to the relay carries it; the local description stays as aiortc (or a browser) made it."""
+    sections = sdp.split("\r\nm=")
+    for i, section in enumerate(sections):
+        if i and f"\r\na=mid:{mid}\r\n" in section + "\r\n":
+            sections[i] = section.replace(f"\r\na=mid:{mid}",
+                                          f"\r\na=mid:{mid}\r\na=content:slides", 1)
+    return "\r\nm=".join(sections)
+
+
 class MediaPeer:
     """One client's peer connection to the relay."""
 
@@ -57,7 +70,13 @@ class MediaPeer:
         video_fps: int = 15,
         ice_servers: list[dict[str, Any]] | None = None,
         video_codec: str = "VP8",
+        relay_only: bool = False,
+        publish_screen: bool = False,
+        audio_amplitude: int = 800,
     ) -> None:
+        """`publish_screen`: also send a second video track as a screen share (its section
+        is marked `a=content:slides` in the offer; the relay forwards it only while the
+        participant's share holds). `audio_amplitude`: the tone's level (client.sources)."""
         if loopback:
             enable_loopback_gathering()
         self._pc = RTCPeerConnection(
@@ -65,6 +84,9 @@ class MediaPeer:
                 # Always explicit: aiortc falls back to a public STUN server without it.
                 iceServers=[RTCIceServer(**server) for server in ice_servers or []],
                 bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+                # iceTransportPolicy "relay": offer only TURN-relayed candidates.
+                iceTransportPolicy=(RTCIceTransportPolicy.RELAY if relay_only
+                                    else RTCIceTransportPolicy.ALL),
             )
         )
         self._lock = asyncio.Lock()
@@ -75,8 +97,9 @@ class MediaPeer:
         self._receivers: dict[RTCRtpReceiver, tuple[str, str]] = {}
         self._consumers: set[asyncio.Task[None]] = set()
         self._pc.on("track", self._on_track)
+        self._screen: RTCRtpTransceiver | None = None
         if publish_audio:
-            self._pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
+            self._pc.addTransceiver(ToneAudioTrack(audio_amplitude), direction="sendonly")
         if publish_video:
             width, height = video_size
             video = self._pc.addTransceiver(
@@ -91,7 +114,14 @@ class MediaPeer:
             if not preferred:
                 raise ValueError(f"aiortc cannot send {video_codec}")
             video.setCodecPreferences(preferred)
-        if not publish_audio and not publish_video:
+        if publish_screen:
+            width, height = video_size
+            self._screen = self._pc.addTransceiver(
+                PatternVideoTrack(width, height, video_fps), "sendonly")
+            self._screen.setCodecPreferences([
+                codec for codec in RTCRtpSender.getCapabilities("video").codecs
+                if codec.mimeType.lower() == f"video/{video_codec.lower()}"])
+        if not publish_audio and not publish_video and not publish_screen:
             # One m-section is needed to carry the transport; the relay adds the rest.
             self._pc.addTransceiver("audio", direction="recvonly")
 
@@ -104,7 +134,10 @@ class MediaPeer:
         async with self._lock:
             self._stable.clear()
             await self._pc.setLocalDescription(await self._pc.createOffer())
-            return str(self._pc.localDescription.sdp)
+            sdp = str(self._pc.localDescription.sdp)
+            if self._screen is not None and self._screen.mid is not None:
+                sdp = mark_screen(sdp, self._screen.mid)
+            return sdp
 
     async def apply_answer(self, sdp: str) -> None:
         """Apply the relay's answer to `create_offer`."""

@@ -9,8 +9,11 @@ It also finds its way back by itself. Given several nodes (or one load balancer)
 connection (transport closed, server disconnect, or the server's `reconnect` request of a
 draining node) is followed by attempts with backoff and jitter, rotating through the nodes
 from the next one, with the same join token: within the reconnect grace the seat (status,
-room, role, mutes) is kept, so there is no new admit. Media starts over on the new
-connection as after a `media_reset`.
+room, role, mutes) is kept, so there is no new admit. It also presents the resume secret of
+its latest `seat`, so it takes its seat back at once even when the server has not noticed
+the old connection drop yet (without it, that would be a second device, which waits for a
+therapist: see `second_device`). Media starts over on the new connection as after a
+`media_reset`.
 """
 
 from __future__ import annotations
@@ -47,6 +50,15 @@ LinkHook = Callable[[str, str], None]
 _Loss = tuple[socketio.AsyncClient, bool]
 """A socket that went down, and whether the server closed it without announcing it."""
 _FINAL_STATUSES = ("denied", "removed", "left")
+_FINAL_NOTICES = {
+    "continued_elsewhere": "replaced",
+    "second_device_replaced": "replaced",
+    "second_device_refused": "refused",
+    "second_device_closed": "closed",
+}
+"""Notices after which the server closes this connection for good: the seat moved to the
+participant's other device, or this waiting second device was turned away (the code its
+`gave_up` carries)."""
 
 
 CLOSE_STEP_TIMEOUT_S = 5.0
@@ -57,7 +69,9 @@ class JoinRefused(Exception):
     """The server refused the connection; `code` and `message` say why.
 
     `code` is the server's (`forbidden`, `conflict`, ...), or `unreachable` when no node
-    answered, or `replaced` when another connection with the same join link took the seat.
+    answered, or `replaced` when another connection with the same join link took the seat,
+    or `refused` / `closed` when this connection waited as a second device and was turned
+    away, or stopped waiting (it left, the seat left, or its invite was revoked).
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -76,13 +90,27 @@ class MediaOptions:
     """Gather 127.0.0.1 candidates: the relay runs on this machine (tests, demos)."""
     video_codec: str = "VP8"
     """The only video codec offered (VP8 or H264)."""
+    relay_only: bool = False
+    """Use only TURN-relayed candidates (iceTransportPolicy "relay"): checks the clinic's
+    TURN server (CIRCLE_TURN_URLS), as a client behind a strict firewall would use it."""
 
 
 class CircleClient:
     """One participant's connection to a Circle server (any of its nodes)."""
 
     def __init__(self, url: str | Sequence[str], token: str, media: MediaOptions | None = None,
-                 *, backoff: Backoff = DEFAULT_BACKOFF, rng: random.Random | None = None) -> None:
+                 *, backoff: Backoff = DEFAULT_BACKOFF, rng: random.Random | None = None,
+                 e2ee_key: str | None = None) -> None:
+        if e2ee_key is not None and media is not None:
+            # aiortc has no hook on encoded frames: this client's media would go out in
+            # the clear, and end-to-end encrypted sessions refuse a client without a key.
+            raise ValueError("the Python client cannot encrypt media: an e2ee_key is for a "
+                             "signaling-only client (media=None)")
+        self._e2ee_key = e2ee_key
+        """The public key presented at connect (`auth.e2ee_key`); None: no key, so an
+        end-to-end encrypted session refuses this client with the reason."""
+        self.media_keys: list[dict[str, Any]] = []
+        """`e2ee_key` messages received (wrapped media keys of roommates)."""
         self._given = parse_nodes([url] if isinstance(url, str) else url)
         self.nodes = self._given
         """Where to connect: the URLs given (comma-separated or a sequence), then the
@@ -94,7 +122,7 @@ class CircleClient:
         """From the token's claims; sent as `?session=` so nginx keeps a session on one node."""
         self._media_options = media
         self.backoff = backoff
-        self._rng = rng or random.Random()
+        self._rng = rng or random.Random()  # noqa: S311 (reconnect jitter, not a secret)
         self.sio = self._new_socket()
         """The current socket: a new one for every connection attempt, so nothing of a lost
         connection (its URL, buffered packets, pending acks) leaks into the next."""
@@ -105,16 +133,25 @@ class CircleClient:
         self.chats: list[dict[str, Any]] = []
         self.ended = asyncio.Event()
         self.media: MediaPeer | None = None
+        self._stopping = False
+        """A `stop` is queued: the view left `admitted` (sent back to waiting) while media
+        ran; the relay has closed this peer connection, so it is closed here too."""
         self.media_resets = 0
         """`media_reset`s handled: each closed the peer connection and offered anew."""
         self.reconnects = 0
         """Connections opened by the client itself after losing one."""
         self.gave_up: JoinRefused | None = None
+        self.resume: str | None = None
+        """The secret of the latest `seat`: presented on the next connect (`auth.resume`),
+        it proves this is the browser that held the seat, which it then takes back at once
+        even if the server has not noticed the old connection drop yet."""
         """Why the client stopped reconnecting for good (refused, or replaced), if it did."""
         self.protocol_errors: list[str] = []
         """Server messages that did not fit `signaling.protocol` (tests assert it stays empty)."""
         self.on_state: list[Callable[[dict[str, Any]], None]] = []
         """Called with every new `state` view, in order (e.g. to print each change)."""
+        self.on_message: list[Callable[[str, Any], None]] = []
+        """Called with every server message (event, payload) as it arrives, before use."""
         self.on_link: list[LinkHook] = []
         """Called with ("lost", reason), ("connected", url) and ("gave_up", why)."""
         self._changed = asyncio.Condition()
@@ -148,8 +185,7 @@ class CircleClient:
                     raise
                 unreachable = refused
         else:
-            assert unreachable is not None
-            raise unreachable
+            raise unreachable or JoinRefused("unreachable", "no node to try")
         if self._supervisor is None:
             self._supervisor = asyncio.create_task(self._supervise())
 
@@ -186,7 +222,12 @@ class CircleClient:
         self._refusal = None
         self._announced = False
         try:
-            await sio.connect(with_session(url, self.session_id), auth={"token": self._token},
+            auth = {"token": self._token}
+            if self.resume:
+                auth["resume"] = self.resume
+            if self._e2ee_key:
+                auth["e2ee_key"] = self._e2ee_key
+            await sio.connect(with_session(url, self.session_id), auth=auth,
                               transports=["websocket"], wait_timeout=timeout, retry=False)
         except socketio.exceptions.ConnectionError as exc:
             # Engine.IO keeps its HTTP session after a failed handshake: release it here,
@@ -239,7 +280,8 @@ class CircleClient:
         if self.ended.is_set() or self.gave_up is not None or self.status in _FINAL_STATUSES:
             return False
         # Denied and removed participants get their notice before the view that says so.
-        return not any(n["kind"] in ("denied", "removed") for n in self.notices)
+        return not any(n["kind"] in ("denied", "removed", *_FINAL_NOTICES)
+                       for n in self.notices)
 
     # -- commands ------------------------------------------------------------------------
 
@@ -257,8 +299,10 @@ class CircleClient:
                 self._changed.wait_for(lambda: self.state is not None and predicate(self.state)),
                 timeout,
             )
-            assert self.state is not None
-            return self.state
+            state = self.state
+            if state is None:
+                raise RuntimeError("wait_for: condition met without a state view")
+            return state
 
     async def wait_notice(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
         """The first notice of `kind` (already received or still to come)."""
@@ -280,6 +324,13 @@ class CircleClient:
     def connected(self) -> bool:
         """Connected right now (False while reconnecting: commands would fail)."""
         return bool(self.sio.connected)
+
+    @property
+    def second_device(self) -> bool:
+        """This connection waits as the participant's second device: the participant is
+        connected on another one, and a therapist decides whether this one takes the seat
+        (it has no media, no roster, no chat meanwhile; it can only `leave`)."""
+        return self.state is not None and self.state["you"].get("second_device") == "waiting"
 
     @property
     def status(self) -> str | None:
@@ -308,6 +359,8 @@ class CircleClient:
         async def handle(data: Any = None) -> None:
             if sio is not self.sio:
                 return  # a late message of a connection already replaced
+            for listener in self.on_message:
+                listener(event, data)
             try:
                 message = model.model_validate(data)
             except ValidationError as exc:
@@ -333,8 +386,12 @@ class CircleClient:
                     self.nodes = merge_nodes(self._given, data.get("nodes"))
                 elif event == "notice":
                     self.notices.append(data)
+                elif event == "seat":
+                    self.resume = data["resume"]
                 elif event == "chat":
                     self.chats.append(data)
+                elif event == "e2ee_key":
+                    self.media_keys.append(data)
                 elif event == "ended":
                     self.ended.set()
                 self._changed.notify_all()
@@ -384,6 +441,10 @@ class CircleClient:
                 return  # our own doing (close, drop), or the `reconnect` handler's to follow
             for hook in self.on_link:
                 hook("lost", reason)
+            final = next((n for n in self.notices if n["kind"] in _FINAL_NOTICES), None)
+            if final is not None and self.gave_up is None:
+                await self._give_up(JoinRefused(_FINAL_NOTICES[final["kind"]], final["text"]))
+                return
             if not self._wants_back():
                 return
             unannounced = reason == sio.reason.SERVER_DISCONNECT
@@ -398,9 +459,16 @@ class CircleClient:
     # -- media ---------------------------------------------------------------------------
 
     def _maybe_start_media(self) -> None:
+        if (self.media is not None and self.state is not None and not self._stopping
+                and self.state["you"]["status"] != "admitted"):
+            self._stopping = True
+            self._signals.put_nowait({"type": "stop"})
+            return
         if self._media_options is None or self.media is not None or self.state is None:
             return
         if self.state["you"]["status"] != "admitted" or self.state["session"]["ended"]:
+            return
+        if self.second_device:
             return
         from client.media import MediaPeer
 
@@ -408,7 +476,8 @@ class CircleClient:
         self.media = MediaPeer(publish_audio=options.audio, publish_video=options.video,
                                loopback=options.loopback,
                                ice_servers=self.config.get("ice_servers", []),
-                               video_codec=options.video_codec)
+                               video_codec=options.video_codec,
+                               relay_only=options.relay_only)
         self._signals.put_nowait({"type": "start"})
 
     async def _apply_signals(self, signals: asyncio.Queue[dict[str, Any]]) -> None:
@@ -419,6 +488,11 @@ class CircleClient:
                 self.media_resets += 1
                 await self._close_media()
                 self._maybe_start_media()
+                continue
+            if message["type"] == "stop":  # no media path any more (back in the waiting room)
+                self._stopping = False
+                await self._close_media()
+                self._maybe_start_media()  # admitted again meanwhile: offer anew
                 continue
             media = self.media
             if media is None:
@@ -440,6 +514,7 @@ class CircleClient:
         next peer connection) and its peer connection."""
         task, self._signal_task = self._signal_task, None
         self._signals = asyncio.Queue()
+        self._stopping = False
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -452,6 +527,20 @@ class CircleClient:
             await media.close()
 
     async def received(self) -> dict[str, Any]:
-        """Per publisher: packets, frames decoded, first-frame time (empty without media)."""
-        return {} if self.media is None else dict(await self.media.stats())
+        """Per publisher, by the id this participant knows it by (a therapist: the real id;
+        a client: the handle): packets, frames decoded, first-frame time (empty without
+        media). The relay names streams by handle; the latest view maps them back."""
+        if self.media is None:
+            return {}
+        known = {p["handle"]: p["id"] for p in (self.state or {}).get("participants", [])}
+        return {known.get(handle, handle): stats
+                for handle, stats in (await self.media.stats()).items()}
+
+    def handle_of(self, participant_id: str) -> str:
+        """The handle clients know `participant_id` by, from this (therapist's) view."""
+        view = self.state or {}
+        for p in [*view.get("participants", []), *view.get("waiting", [])]:
+            if p["id"] == participant_id:
+                return str(p["handle"])
+        raise KeyError(f"{participant_id} is not in this participant's view")
 

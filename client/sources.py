@@ -54,17 +54,22 @@ class PatternVideoTrack(MediaStreamTrack):
 
 
 class ToneAudioTrack(MediaStreamTrack):
-    """A quiet 440 Hz tone in 20 ms mono frames (silence would let Opus send almost nothing)."""
+    """A quiet 440 Hz tone in 20 ms mono frames (silence would let Opus send almost nothing).
+
+    `amplitude` (of 32767) sets the level aiortc writes in the RFC 6464 audio-level
+    extension (RMS of the frame): 800 is about -35 dBov (counts as speech at the relay,
+    threshold -50 dBov), 8000 about -15 dBov (speech), 5 about -79 dBov (near silence)."""
 
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, amplitude: int = 800) -> None:
         super().__init__()
         self._count = 0
         self._start: float | None = None
         samples = int(AUDIO_RATE * AUDIO_PTIME)
         period = [
-            int(800 * math.sin(2 * math.pi * 440 * i / AUDIO_RATE)) for i in range(samples)
+            int(amplitude * math.sin(2 * math.pi * 440 * i / AUDIO_RATE))
+            for i in range(samples)
         ]
         self._pcm = b"".join(v.to_bytes(2, "little", signed=True) for v in period)
         self._samples = samples

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Test services for scripts/test: Redis, PostgreSQL and Chromium. Sourced, not run.
+# Test services for scripts/test: Redis, PostgreSQL, Chromium, and the tools that check
+# deploy/ (nginx, coturn, systemd-analyze). Sourced, not run.
 #
 # Each ensure_* function reuses a service already on this machine when it answers, else
 # installs it with apt-get when missing and starts a throwaway instance on a free port in
@@ -268,3 +269,40 @@ ensure_nginx() {
         SVC_SUMMARY+=("nginx:    MISSING")
     fi
 }
+
+# ---------------------------------------------------------------------------- coturn
+# coturn: tests/deploy/test_turn_relay.py and test_doctor.py start Debian's `turnserver` from
+# deploy/coturn/turnserver.conf on free loopback ports (tests/deploy/coturn.py). Only the
+# binary is needed. Debian's package enables a system coturn service; it is not started
+# where policy-rc.d forbids it (containers, CI); on a workstation with systemd, run
+# `systemctl disable --now coturn` if you do not want that one.
+ensure_coturn() {
+    if [[ -n "${CIRCLE_TEST_TURNSERVER:-}" ]]; then
+        SVC_SUMMARY+=("coturn:   $CIRCLE_TEST_TURNSERVER (given)"); return 0
+    fi
+    command -v turnserver >/dev/null 2>&1 || svc_apt_install coturn || true
+    if command -v turnserver >/dev/null 2>&1; then
+        export CIRCLE_TEST_TURNSERVER
+        CIRCLE_TEST_TURNSERVER=$(command -v turnserver)
+        SVC_SUMMARY+=("coturn:   $CIRCLE_TEST_TURNSERVER")
+    else
+        svc_loud "NO COTURN (turnserver) and it could not be installed." \
+                 "The TURN tests will be SKIPPED (and fail under CI=true)."
+        SVC_SUMMARY+=("coturn:   MISSING")
+    fi
+}
+
+# ---------------------------------------------------------------------------- systemd-analyze
+# tests/deploy/test_deploy_files.py checks deploy/systemd/circle.service with
+# `systemd-analyze verify` (it needs no running systemd). Debian's `systemd` package has it.
+ensure_systemd_analyze() {
+    command -v systemd-analyze >/dev/null 2>&1 || svc_apt_install systemd || true
+    if command -v systemd-analyze >/dev/null 2>&1; then
+        SVC_SUMMARY+=("systemd:  $(command -v systemd-analyze)")
+    else
+        svc_loud "NO systemd-analyze and systemd could not be installed." \
+                 "The systemd unit check will be SKIPPED (and fail under CI=true)."
+        SVC_SUMMARY+=("systemd:  MISSING")
+    fi
+}
+

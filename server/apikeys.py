@@ -20,6 +20,7 @@ from typing import Literal, get_args
 
 from server.storage.api_key_store import SqlApiKeyStore, StoredApiKey
 from signaling.core.model import Role as ParticipantRole
+from signaling.core.model import is_clinician
 
 Scope = Literal["schedule", "therapist-invites", "attendance", "admin"]
 """schedule: sessions, client invites, revoking invites, saved breakout plans;
@@ -60,11 +61,18 @@ def scopes_of(access: Role | Iterable[Scope]) -> frozenset[Scope]:
 def invite_scope(role: ParticipantRole) -> Scope:
     """The scope an invite for `role` needs.
 
-    Every role but `client` counts as a clinician's: a clinician's link admits straight into
-    the main room and runs the session, so a role added later is guarded until decided
-    otherwise.
+    A clinician's link (`therapist`, `co_therapist`) admits straight into the main room and
+    runs the session, so it needs `therapist-invites`; a client's or a family member's waits
+    to be admitted (`schedule`). A role added later is guarded until decided otherwise: only
+    the roles listed as non-clinician ones need just `schedule`.
     """
-    return "schedule" if role == "client" else "therapist-invites"
+    if role in NON_CLINICIAN_INVITES and not is_clinician(role):
+        return "schedule"
+    return "therapist-invites"
+
+
+NON_CLINICIAN_INVITES: frozenset[str] = frozenset({"client", "family"})
+"""Roles whose invites the `schedule` scope may issue."""
 
 
 @dataclass(frozen=True)

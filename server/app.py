@@ -7,6 +7,7 @@ everything with a lifetime is opened in a cleanup context and closed in reverse 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -22,18 +23,20 @@ from aiortc import RTCIceServer
 from sqlalchemy.engine import make_url
 
 from server.apikeys import ApiKeys
-from server.attendance.service import AttendanceService
+from server.attendance.warmer import RowWarmer
 from server.auth.tokens import JoinTokenService
 from server.checkpoints.writer import CheckpointWriter
 from server.cluster.parts import ClusterParts, open_cluster
 from server.config import Settings
 from server.crypto.keyring import KeyRing
+from server.exports import attendance_service
 from server.http_api import MAX_BODY_BYTES, SERVICES, errors_and_auth, setup_routes
 from server.ledger import Ledger
 from server.metrics import Metrics
 from server.origins import ClinicOrigins
 from server.services import Services
 from server.storage.database import open_database
+from server.turn import TurnCredentials, client_config
 from server.webapp import setup_web
 from signaling.cluster.node import ClusterNode, ClusterTimings
 from signaling.edge.fanout import Fanout
@@ -72,7 +75,7 @@ def build_app(settings: Settings) -> web.Application:
     )
     sio.attach(app)
     setup_routes(app)
-    setup_web(app)
+    setup_web(app, settings.web_dir)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         services, relay, cluster, checkpoints = await _start(settings, sio)
@@ -135,12 +138,14 @@ async def _start(
         tokens,
         limits=GatewayLimits(burst=settings.events_burst, per_second=settings.events_per_second),
         on_event=metrics.event_handled,
-        client_config={"ice_servers": settings.ice_servers},
+        client_config=client_config(settings.ice_servers, _turn(settings, keyring)),
         nodes=lambda: node.node_urls,
     )
     relay = await _start_relay(settings, media, metrics) if settings.media else None
     if relay is not None:
         media.attach(relay)
+    attendance = attendance_service(settings, db, ledger, keyring)
+    node.hub.add_observer(RowWarmer(attendance, clock))  # rows sealed as each session ends
     services = Services(
         settings=settings,
         db=db,
@@ -151,7 +156,7 @@ async def _start(
         media=media,
         tokens=tokens,
         api_keys=ApiKeys(db.api_keys, now=clock),
-        attendance=AttendanceService(ledger.load, db.sessions.sessions_between, settings.zone),
+        attendance=attendance,
         metrics=metrics,
         clock=clock,
         redis_ok=cluster.redis_ok,
@@ -162,6 +167,14 @@ async def _start(
     if recovered:
         log.info("recovered %d live session(s) from the ledger", recovered)
     return services, relay, cluster, checkpoints
+
+
+def _turn(settings: Settings, keyring: KeyRing) -> TurnCredentials | None:
+    """TURN credentials minted per participant (CIRCLE_TURN_SECRET and CIRCLE_TURN_URLS)."""
+    if settings.turn_secret is None:
+        return None
+    return TurnCredentials(settings.turn_secret.get_secret_value(), tuple(settings.turn_urls),
+                           settings.turn_ttl_s, settings.clock, keyring.pseudonym)
 
 
 class UnsafeDataDir(Exception):
@@ -222,7 +235,8 @@ async def _start_relay(
     from server.media.workers.pool import WorkerPool
     from server.media.workers.settings import WorkerSettings
 
-    relay_settings = _relay_settings(settings)
+    relay_settings = dataclasses.replace(_relay_settings(settings),
+                                         flow_sample_s=settings.media_flow_sample_s)
     count = settings.media_worker_count
     if count == 0:
         relay = MediaRelay(listener, relay_settings)

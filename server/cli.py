@@ -1,9 +1,11 @@
-"""The `circle` command: serve, manage API keys and data keys, export attendance, verify."""
+"""The `circle` command: serve, manage API keys and data keys, export attendance, verify,
+check an installation (doctor)."""
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import logging
 import socket
 import sys
@@ -18,12 +20,22 @@ from pydantic import ValidationError
 
 from server import serve_lock
 from server.apikeys import CUSTOM_LABEL, ROLE_SCOPES, SCOPES, ApiKey, ApiKeys, Role, Scope
-from server.attendance.service import AttendanceService
+from server.attendance.disclosures import Disclosure, list_disclosures
+from server.attendance.service import BATCH_SESSIONS
 from server.checkpoints.compare import CheckpointCheck, check, installation_files
+from server.checkpoints.writer import CheckpointError
 from server.config import Settings
-from server.crypto.keyring import KeyRing
-from server.exports import ExportRequest, export_attendance, write_export
-from server.ledger import Ledger
+from server.crypto.keyring import KeyRing, KeyRingError
+from server.exports import (
+    ExportRequest,
+    ExportResult,
+    attendance_service,
+    check_export,
+    export_attendance,
+    program_minimums,
+    write_export,
+)
+from server.ledger import AUDIT_STREAM, Ledger
 from server.storage.database import Database, open_database
 
 T = TypeVar("T")
@@ -60,8 +72,16 @@ async def _open(settings: Settings) -> tuple[Database, KeyRing, Ledger]:
 
 
 @click.group()
-def main() -> None:
+@click.option("--env-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Read CIRCLE_* settings from this KEY=value file first, as "
+              "the service does (EnvironmentFile=, e.g. /etc/circle/circle.env); variables "
+              "already set in the environment win.")
+def main(env_file: Path | None) -> None:
     """Circle: telehealth sessions for outpatient behavioral-health programs."""
+    if env_file is not None:
+        from dotenv import load_dotenv
+
+        load_dotenv(env_file, override=False, interpolate=False)
 
 
 @main.command()
@@ -85,6 +105,11 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
     log = logging.getLogger("circle")
+    from server.doctor import tls_warning
+
+    exposed = tls_warning(settings)
+    if exposed is not None:
+        log.warning("%s", exposed)
     # Claim the data dir and the port before start-up: start-up replays and recovers live
     # sessions, which must never happen in a second process that cannot serve them.
     try:
@@ -108,8 +133,26 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     try:
         web.run_app(build_app(settings), sock=sock, print=None, access_log=None,
                     shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    except (KeyRingError, CheckpointError) as exc:
+        # The operator's to fix (a key file, a checkpoint that is evidence): say what, in
+        # plain words, not as a traceback.
+        raise click.ClickException(str(exc)) from None
     finally:
         lock.close()
+
+
+@main.command()
+@data_dir_option
+def doctor(data_dir: Path | None) -> None:
+    """Check this installation: settings, permissions, database, Redis, TURN, the web app,
+    the checkpoints. One line per check; exit 1 when something is wrong."""
+    from server.doctor import load_settings, report, run_checks
+
+    loaded = load_settings(data_dir=data_dir)
+    if isinstance(loaded, list):  # bad settings: nothing else can be checked
+        sys.exit(report(loaded, click.echo))
+    settings = loaded
+    sys.exit(report(_run(lambda: run_checks(settings)), click.echo))
 
 
 @main.group()
@@ -210,51 +253,113 @@ def keys_rotate(data_dir: Path | None) -> None:
     click.echo(f"current data key is now {keyring.rotate_data_key()}; restart the server")
 
 
-def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
+def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
     try:
         return date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter("use YYYY-MM-DD") from None
 
 
+def export_progress(done: int, total: int) -> None:
+    """Progress of a long export, on standard error (never in the export itself)."""
+    if total > BATCH_SESSIONS:
+        click.echo(f"  read {done} of {total} sessions ({100 * done // total}%)", err=True)
+
+
 @main.command()
-@click.option("--from", "from_date", required=True, callback=_parse_date, help="YYYY-MM-DD")
-@click.option("--to", "to_date", required=True, callback=_parse_date, help="YYYY-MM-DD")
+@click.option("--from", "from_date", default=None, callback=_parse_date,
+              help="YYYY-MM-DD, first service date (needed unless --session or --participant).")
+@click.option("--to", "to_date", default=None, callback=_parse_date,
+              help="YYYY-MM-DD, last service date (needed unless --session or --participant).")
 @click.option("--session", "session_id", default=None, help="Only this session.")
 @click.option("--participant", "participant_id", default=None, help="Only this participant.")
+@click.option("--program", type=click.Choice(["IOP", "PHP", "OP"]), default=None,
+              help="Only sessions of this program.")
+@click.option("--totals", type=click.Choice(["day", "week"]), default=None,
+              help="Per-client totals per day or ISO week instead of rows (needs --from/--to).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write here (owner-only, mode 0600) instead of standard output.")
+              help="Write here (owner-only, mode 0600) instead of standard output; a CSV gets "
+                   "the redisclosure notice beside it, in FILE.notice.txt (0600).")
+@click.option("--notice-line", is_flag=True, default=False,
+              help="CSV: put the redisclosure notice in a first line starting with '# '.")
 @data_dir_option
-def export(from_date: date, to_date: date, session_id: str | None, participant_id: str | None,
-           fmt: str, out: Path | None, data_dir: Path | None) -> None:
-    """Export attendance rows (one per participant per session); the export is audited."""
-    if to_date < from_date:
-        raise click.BadParameter("--to is before --from")
+def export(from_date: date | None, to_date: date | None, session_id: str | None,
+           participant_id: str | None, program: str | None, totals: str | None, fmt: str,
+           out: Path | None, notice_line: bool, data_dir: Path | None) -> None:
+    """Export attendance rows (one per participant per session), or per-client totals; the
+    export is audited (see `circle disclosures`)."""
+    request = ExportRequest(from_date, to_date, session_id, participant_id,
+                            fmt, program, totals, notice_line)  # type: ignore[arg-type]
+    try:
+        check_export(request)
+    except ValueError as exc:
+        raise click.UsageError(str(exc).replace("query parameter ", "--")) from None
     settings = _settings(data_dir=data_dir)
 
-    async def work() -> tuple[str, int, str]:
-        db, _, ledger = await _open(settings)
+    async def work() -> ExportResult:
+        db, keyring, ledger = await _open(settings)
         try:
-            service = AttendanceService(ledger.load, db.sessions.sessions_between, settings.zone)
-            request = ExportRequest(from_date, to_date, session_id, participant_id,
-                                    fmt)  # type: ignore[arg-type]
             click.echo("reading the ledger…", err=True)
-            result = await export_attendance(
-                service, ledger, request, requested_by=f"cli:{getpass.getuser()}",
-                channel="cli", now=settings.clock(),
+            return await export_attendance(
+                attendance_service(settings, db, ledger, keyring), ledger, request,
+                requested_by=f"cli:{getpass.getuser()}", channel="cli", now=settings.clock(),
+                minimums=program_minimums(settings), progress=export_progress,
             )
         finally:
             await db.close()
-        return result.body, result.rows, result.notice
 
-    body, rows, notice = _run(work)
+    result = _run(work)
+    beside = None
     if out is None:
-        click.echo(body, nl=False)
+        click.echo(result.body, nl=False)
     else:
-        write_export(out, body)
-    click.echo(f"exported {rows} row(s){f' to {out}' if out else ''}", err=True)
-    click.echo(f"NOTICE: {notice}", err=True)
+        beside = write_export(out, result.body, result.notice if fmt == "csv" else None)
+    what = {None: "row(s)", "day": "daily total(s)", "week": "weekly total(s)"}[totals]
+    click.echo(f"exported {result.rows} {what}{f' to {out}' if out else ''}", err=True)
+    if beside is not None:
+        click.echo(f"the redisclosure notice is in {beside}; keep it with the file", err=True)
+    click.echo(f"NOTICE: {result.notice}", err=True)
+
+
+@main.command()
+@click.option("--from", "from_date", default=None, callback=_parse_date,
+              help="YYYY-MM-DD: exports made on or after this day (clinic's zone).")
+@click.option("--to", "to_date", default=None, callback=_parse_date,
+              help="YYYY-MM-DD: exports made on or before this day.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@data_dir_option
+def disclosures(from_date: date | None, to_date: date | None, fmt: str,
+                data_dir: Path | None) -> None:
+    """List every attendance export (who, when, filters, format, rows): the accounting of
+    disclosures. The listing is itself an audit event, not a disclosure."""
+    if from_date is not None and to_date is not None and to_date < from_date:
+        raise click.UsageError("--to is before --from")
+    settings = _settings(data_dir=data_dir)
+
+    async def work() -> list[Disclosure]:
+        db, _, ledger = await _open(settings)
+        try:
+            return await list_disclosures(
+                lambda: ledger.load(AUDIT_STREAM), ledger.append_audit, from_date, to_date,
+                by=f"cli:{getpass.getuser()}", channel="cli", now=settings.clock(),
+                tz=settings.zone,
+            )
+        finally:
+            await db.close()
+
+    found = _run(work)
+    if fmt == "json":
+        click.echo(json.dumps({"disclosures": [d.to_json() for d in found]}, indent=2))
+        return
+    for d in found:
+        item = d.to_json()
+        filters = " ".join(f"{k}={v}" for k, v in d.filters.items() if v is not None)
+        click.echo(f"{item['at']}\t{d.by}\t{d.channel}\t{d.what}\t{d.format}\t"
+                   f"{d.rows}\t{filters or '-'}")
+    click.echo(f"{len(found)} export(s)", err=True)
 
 
 VERIFY_UNCHECKED = 3

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from server.clock import WallClock
+from server.turn import parse_turn_url
 
 
 class Settings(BaseSettings):
@@ -45,6 +46,21 @@ class Settings(BaseSettings):
     clinic_timezone: str = "UTC"
     """Decides the service date of a session (billing); times are always stored in UTC."""
     reconnect_grace_s: int = Field(60, ge=1, le=3600)
+    late_after_minutes: float = Field(10, ge=0, le=240)
+    """Attendance status `late`: first admitted more than this after the scheduled start."""
+    left_early_minutes: float = Field(10, ge=0, le=240)
+    """Attendance status `left_early`: the last presence ended more than this before the
+    session's end (or its scheduled end, if earlier). Rules: docs/records.md."""
+    video_modality_share: float = Field(0.5, ge=0, le=1)
+    """Attendance `modality` is `audio-video` when video flowed for at least this share of
+    the participant's minutes present (else `audio-only` if audio flowed). docs/records.md."""
+    iop_daily_minimum_hours: float | None = Field(3, ge=0, le=24)
+    """Program minimums for totals (`meets_minimum`); empty or `none`: no minimum."""
+    iop_weekly_minimum_hours: float | None = Field(9, ge=0, le=168)
+    php_daily_minimum_hours: float | None = Field(3, ge=0, le=24)
+    php_weekly_minimum_hours: float | None = Field(20, ge=0, le=168)
+    op_daily_minimum_hours: float | None = Field(None, ge=0, le=24)
+    op_weekly_minimum_hours: float | None = Field(None, ge=0, le=168)
     redis_url: str | None = None
     """Nodes sharing this Redis, the database and the keys file form one clinic; unset:
     one node, with leases and the bus in memory."""
@@ -60,11 +76,30 @@ class Settings(BaseSettings):
     media_workers: int | None = Field(None, ge=0, le=256)
     """Relay worker processes; default one per core; 0 runs the relay in the server's own
     event loop (tests, tiny installs)."""
+    media_flow_sample_s: float = Field(2.0, ge=0.1, le=60)
+    """How often the relay samples whether each participant's audio and video flow (the
+    minutes of media attendance counts; a flow's ends are dated to within this)."""
     ice_servers: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)
     """JSON list of RTCIceServer dicts; empty means host candidates only (never public STUN)."""
     allowed_candidate_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Remote ICE candidate ranges the relay may probe; empty: loopback and own addresses
     when bound to loopback, otherwise none but what TURN relays."""
+    turn_secret: SecretStr | None = None
+    """coturn's `static-auth-secret` (`use-auth-secret`): with CIRCLE_TURN_URLS, every
+    participant's `config` carries TURN credentials minted from it (server/turn.py)."""
+    turn_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated turn:/turns: URLs of the clinic's TURN server, handed to clients with
+    their credentials (turn:turn.example.org:3478?transport=udp,turns:turn.example.org)."""
+    e2ee_default: bool = False
+    """New sessions are end-to-end encrypted unless created with `"e2ee": false` (browsers
+    without encoded transforms, and the Python client, cannot join those)."""
+    turn_ttl_s: int = Field(86400, ge=60, le=7 * 86400)
+    """How long minted TURN credentials stay valid. Longer than the longest session: coturn
+    ends an allocation whose credentials expired at its next refresh (a reconnect mints new
+    ones)."""
+    web_dir: Path | None = None
+    """The built browser app (index.html, assets/). Default: the app packaged with the
+    server, or client/web/dist in a source checkout (server/webapp.py)."""
     events_per_second: float = 20.0
     events_burst: float = 40.0
     clock_offset_s: float = Field(0.0, ge=-10 * 366 * 86400, le=10 * 366 * 86400)
@@ -87,6 +122,29 @@ class Settings(BaseSettings):
             ipaddress.ip_network(network, strict=False)
         return value
 
+    @field_validator("turn_secret", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("turn_urls", mode="before")
+    @classmethod
+    def _csv_turn_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        for url in value:
+            parse_turn_url(url)
+        return value
+
+    @field_validator("iop_daily_minimum_hours", "iop_weekly_minimum_hours",
+                     "php_daily_minimum_hours", "php_weekly_minimum_hours",
+                     "op_daily_minimum_hours", "op_weekly_minimum_hours", mode="before")
+    @classmethod
+    def _no_minimum(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return value
+
     @field_validator("clinic_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -102,6 +160,13 @@ class Settings(BaseSettings):
             self.checkpoint_copy.resolve() == self.checkpoint_path.resolve()
         ):
             raise ValueError("CIRCLE_CHECKPOINT_COPY must name another file than the checkpoints")
+        return self
+
+    @model_validator(mode="after")
+    def _turn_pair(self) -> Settings:
+        if bool(self.turn_urls) != (self.turn_secret is not None):
+            raise ValueError("CIRCLE_TURN_SECRET and CIRCLE_TURN_URLS go together: set both "
+                             "(TURN credentials for clients) or neither")
         return self
 
     @property

@@ -15,16 +15,20 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from server.apikeys import ApiKey, Scope, invite_scope
-from server.exports import ExportRequest, export_attendance
+from server.attendance.disclosures import list_disclosures
+from server.attendance.totals import PERIODS, Period
+from server.exports import ExportRequest, check_export, export_attendance, program_minimums
+from server.ledger import AUDIT_STREAM
 from server.metrics import CONTENT_TYPE_LATEST
 from server.services import Services
 from signaling.core import commands as c
+from signaling.core.model import Program, Role, Service, is_observer
 from signaling.core.policy import Rejected
 from signaling.core.translate import plan_from
 from signaling.protocol import BreakoutPlanPayload
@@ -51,12 +55,20 @@ class SessionCreate(_Body):
     program: Literal["IOP", "PHP", "OP"]
     starts_at: datetime
     minutes: Annotated[int, Field(ge=5, le=720)]
+    service: Service | None = None
+    """Default: the kind's (group -> group_psychotherapy, family -> family_psychotherapy,
+    individual -> individual_psychotherapy)."""
+    checkin_required: bool = False
+    observers_may_chat: bool = False
+    e2ee: bool | None = None
+    """None: the clinic's default (CIRCLE_E2EE_DEFAULT)."""
+    """Observers (invite role `observer`) may send chat; by default they only read it."""
 
 
 class InviteCreate(_Body):
     participant_id: Id
     display_name: Annotated[str, Field(min_length=1, max_length=120)]
-    role: Literal["client", "therapist"]
+    role: Role
     ttl_s: Annotated[int, Field(ge=60, le=30 * 24 * 3600)] = 24 * 3600
 
 
@@ -175,6 +187,10 @@ async def create_session(request: web.Request) -> web.Response:
         starts_at=body.starts_at.astimezone(UTC),
         minutes=body.minutes,
         reconnect_grace_s=services.settings.reconnect_grace_s,
+        service=body.service,
+        checkin_required=body.checkin_required,
+        observers_may_chat=body.observers_may_chat,
+        e2ee=services.settings.e2ee_default if body.e2ee is None else body.e2ee,
     )
     decision = await services.sessions.submit(session_id, _actor(request), command)
     if isinstance(decision, Rejected):
@@ -214,7 +230,10 @@ async def create_invite(request: web.Request) -> web.Response:
         {
             "token": issued.token,
             "token_id": issued.token_id,
-            "join_url": f"{services.settings.base_url}/join?token={issued.token}",
+            # An observer's page skips the camera check (it never publishes): a hint for
+            # the page only; the relay enforces it whatever the link says.
+            "join_url": f"{services.settings.base_url}/join?"
+                        f"{'observe=1&' if is_observer(body.role) else ''}token={issued.token}",
             "participant_id": body.participant_id,
             "role": body.role,
             "expires_at": issued.expires_at.isoformat(),
@@ -266,6 +285,10 @@ async def _summary(services: Services, session_id: str) -> dict[str, Any] | None
         "program": state.info.program,
         "starts_at": state.info.starts_at.isoformat(),
         "minutes": state.info.minutes,
+        "service": state.info.service,
+        "checkin_required": state.info.checkin_required,
+        "observers_may_chat": state.info.observers_may_chat,
+        "e2ee": state.info.e2ee,
         "locked": state.locked,
         "ended": state.ended,
         "counts": {
@@ -277,36 +300,91 @@ async def _summary(services: Services, session_id: str) -> dict[str, Any] | None
     }
 
 
-async def attendance(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    query = request.query
+PROGRAMS: tuple[str, ...] = get_args(Program)
+
+
+def _query_date(request: web.Request, name: str) -> date | None:
+    """A `YYYY-MM-DD` query parameter, None when absent or empty."""
+    value = request.query.get(name) or None
+    if value is None:
+        return None
     try:
-        fmt = query.get("format", "csv")
-        if fmt not in ("csv", "json"):
-            raise ValueError("format must be csv or json")
-        export = ExportRequest(
-            from_date=date.fromisoformat(query["from"]),
-            to_date=date.fromisoformat(query["to"]),
-            session_id=query.get("session") or None,
-            participant_id=query.get("participant") or None,
-            format=fmt,  # type: ignore[arg-type]
-        )
-        if export.to_date < export.from_date:
-            raise ValueError("to is before from")
-    except KeyError as exc:
-        return api_error(400, "invalid", f"missing query parameter {exc.args[0]}")
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, "invalid", f"{name}: use YYYY-MM-DD") from None
+
+
+def _export_request(request: web.Request, totals: Period | None = None) -> ExportRequest:
+    """The query of an attendance or totals export (docs/protocol.md, "Attendance")."""
+    query = request.query
+    fmt = query.get("format", "csv")
+    if fmt not in ("csv", "json"):
+        raise ApiError(400, "invalid", "format must be csv or json")
+    program = query.get("program") or None
+    if program is not None and program not in PROGRAMS:
+        raise ApiError(400, "invalid", f"program must be one of {', '.join(PROGRAMS)}")
+    notice = query.get("notice_line", "0")
+    if notice not in ("0", "1", "false", "true"):
+        raise ApiError(400, "invalid", "notice_line must be 1 or 0")
+    return ExportRequest(
+        from_date=_query_date(request, "from"),
+        to_date=_query_date(request, "to"),
+        session_id=query.get("session") or None,
+        participant_id=query.get("participant") or None,
+        format=fmt,  # type: ignore[arg-type]
+        program=program,
+        totals=totals,
+        notice_line=notice in ("1", "true"),
+    )
+
+
+async def _export(request: web.Request, export: ExportRequest) -> web.Response:
+    services = request.app[SERVICES]
+    try:
+        check_export(export)
     except ValueError as exc:
         return api_error(400, "invalid", str(exc))
     result = await export_attendance(
         services.attendance, services.ledger, export,
         requested_by=_by(request), channel="http", now=services.clock(),
+        minimums=program_minimums(services.settings),
     )
     services.metrics.exports.labels(export.format).inc()
     return web.Response(
         text=result.body,
         content_type=result.content_type,
-        headers={"X-Redisclosure-Notice": result.notice, "Cache-Control": "no-store"},
+        headers={"X-Redisclosure-Notice": result.notice, "Cache-Control": "no-store",
+                 "Content-Disposition": f'attachment; filename="{result.filename}"'},
     )
+
+
+async def attendance(request: web.Request) -> web.Response:
+    """Rows, one per participant per session: by date range, session or participant."""
+    return await _export(request, _export_request(request))
+
+
+async def attendance_totals(request: web.Request) -> web.Response:
+    """Per client per day or ISO week: sessions, services, minutes, days, the minimum."""
+    period = request.query.get("period", "week")
+    if period not in PERIODS:
+        return api_error(400, "invalid", "period must be day or week")
+    return await _export(request, _export_request(request, totals=period))
+
+
+async def list_disclosures_route(request: web.Request) -> web.Response:
+    """Every export (who, when, filters, format, rows) in a date range; the reading is
+    itself audited (server/attendance/disclosures.py says why it is not a disclosure)."""
+    services = request.app[SERVICES]
+    from_date, to_date = _query_date(request, "from"), _query_date(request, "to")
+    if from_date is not None and to_date is not None and to_date < from_date:
+        return api_error(400, "invalid", "to is before from")
+    found = await list_disclosures(
+        lambda: services.ledger.load(AUDIT_STREAM), services.ledger.append_audit,
+        from_date, to_date, by=_by(request), channel="http", now=services.clock(),
+        tz=services.settings.zone,
+    )
+    return web.json_response({"disclosures": [d.to_json() for d in found]},
+                             headers={"Cache-Control": "no-store"})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -399,6 +477,8 @@ API_ROUTES: tuple[tuple[str, str, tuple[Scope, ...], Handler], ...] = (
      revoke_invite),
     ("PUT", "/api/v1/sessions/{session_id}/breakout-plan", ("schedule",), save_breakout_plan),
     ("GET", "/api/v1/attendance", ("attendance",), attendance),
+    ("GET", "/api/v1/attendance/totals", ("attendance",), attendance_totals),
+    ("GET", "/api/v1/disclosures", ("attendance",), list_disclosures_route),
     ("GET", "/api/v1/nodes", ("admin",), list_nodes),
     ("GET", "/api/v1/keys", ("admin",), list_keys),
     ("POST", "/api/v1/keys", ("admin",), create_key),

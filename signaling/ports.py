@@ -16,6 +16,8 @@ from signaling.core.model import Role
 JsonRecord = Mapping[str, Any]
 SignalType = Literal["offer", "answer"]
 MediaKind = Literal["audio", "video"]
+TrackKind = Literal["audio", "video", "screen"]
+"""A published track: `MediaKind`s plus a participant's screen share (a second video)."""
 
 
 class LedgerConflict(Exception):
@@ -62,6 +64,16 @@ class MediaGrant:
     room: str
     send_audio: bool
     send_video: bool
+    handle: str = ""
+    """What receivers call this publisher (its streams' msid): never the participant id,
+    which clinics fill with record numbers. Empty means the relay uses the id (tests)."""
+    send_screen: bool = False
+    """Forward the participant's screen track (its offer's `a=content:slides` video
+    section): only while its share holds (docs/media.md, "Screen share")."""
+
+    @property
+    def label(self) -> str:
+        return self.handle or self.participant_id
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,14 @@ class JoinClaims:
     role: Role
     session_id: str
     token_id: str
+    resume: str = ""
+    """sha256 (hex) of the resume secret the connection presented ("" when none): proves
+    it is the browser that held the seat (set by the gateway, never by the token)."""
+    device: str = ""
+    """sha256 (hex) of the resume secret the gateway gave this connection (`seat`): the
+    connection's device in the session's state. Only hashes ever leave the gateway."""
+    public_key: str = ""
+    """The E2EE public key the connection presented (`auth.e2ee_key`), "" when none."""
 
 
 class JoinTokens(Protocol):
@@ -145,7 +165,21 @@ class RelayListener(Protocol):
     async def media_published(
         self, session_id: str, participant_id: str, kinds: frozenset[MediaKind]
     ) -> None:
-        """Report which kinds a participant has actually sent (RTP seen), for `modality`."""
+        """Report which kinds a participant has actually sent (RTP seen, muted or not)."""
+        ...
+
+    async def media_flow(
+        self, session_id: str, participant_id: str, kind: MediaKind, flowing: bool,
+        ago_s: float,
+    ) -> None:
+        """A kind started or stopped arriving allowed (not muted) from a participant,
+        `ago_s` seconds ago: what attendance counts minutes of media from. Only changes
+        are reported (and, now and then, the current state again: repeats change nothing)."""
+        ...
+
+    async def talk_time(self, session_id: str, seconds: Mapping[str, float]) -> None:
+        """Seconds each participant spoke since the previous report (about every 5 s;
+        only those who spoke): audio packets whose RFC 6464 level was speech."""
         ...
 
 

@@ -8,6 +8,7 @@ an `invalid` error before it reaches the core.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -62,6 +63,11 @@ MAX_ICE_CANDIDATES = 64
 """Per SDP. A browser offers a handful per interface; thousands would make the relay probe
 (and hold state for) every address a client names."""
 
+MAX_MEDIA_SECTIONS = 128
+"""Per SDP. A client offers its own few tracks; its answer to the relay has one m-section per
+publisher and kind the session ever forwarded to it (15 people with audio, video and a
+shared screen: 45). Hundreds would cost a media worker tenths of a second each to parse."""
+
 
 class SignalPayload(_Payload):
     type: Literal["offer", "answer"]
@@ -71,6 +77,8 @@ class SignalPayload(_Payload):
     def _few_candidates(self) -> SignalPayload:
         if self.sdp.count("a=candidate:") > MAX_ICE_CANDIDATES:
             raise ValueError(f"more than {MAX_ICE_CANDIDATES} ICE candidates")
+        if self.sdp.startswith("m=") + self.sdp.count("\nm=") > MAX_MEDIA_SECTIONS:
+            raise ValueError(f"more than {MAX_MEDIA_SECTIONS} media sections")
         return self
 
 
@@ -78,8 +86,51 @@ class ChatPayload(_Payload):
     text: ChatText
 
 
+E2EE_PUBLIC_KEY_PATTERN = r"^B[A-P][A-Za-z0-9_-]{85}$"
+"""An uncompressed P-256 point (65 bytes, first 0x04) in base64url without padding: the
+shape of an `auth.e2ee_key` (the browsers check the point itself when they import it)."""
+
+Base64Url = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class MediaKeyPayload(_Payload):
+    to: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^p[0-9]+$")]
+    """The recipient's handle."""
+    epoch: Annotated[int, Field(ge=0, le=255)]
+    kid: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{6}$")]
+    """4 bytes, base64url: the sender's key id, carried in every encrypted frame."""
+    wrapped: Base64Url
+
+
+class E2eeKeysPayload(_Payload):
+    """A sender's media key, wrapped once per roommate (end-to-end encrypted sessions)."""
+
+    keys: Annotated[list[MediaKeyPayload], Field(min_length=1, max_length=64)]
+
+
 class HandPayload(_Payload):
     raised: bool
+
+
+REGION_PATTERN = r"^(?:[A-Z]{2}-[A-Z0-9]{1,3}|[A-Z]{2,3})$"
+"""A state or province: `CA`, `ON`, `NSW` (2-3 capital letters), or ISO 3166-2 with its
+country, `US-CA`, `CA-ON`, `FR-75`."""
+
+
+class CheckinPayload(_Payload):
+    """A client's or family member's check-in, while waiting or admitted; sending it again
+    replaces the answers. `pledge`: the group's confidentiality pledge was ticked."""
+
+    location: Literal["home", "other"]
+    region: Annotated[str, Field(max_length=6)]
+    consent: bool
+    pledge: bool = False
+
+    @model_validator(mode="after")
+    def _region_code(self) -> CheckinPayload:
+        if re.fullmatch(REGION_PATTERN, self.region) is None:
+            raise ValueError("region: use a state or province code such as CA or US-CA")
+        return self
 
 
 class LeavePayload(_Payload):
@@ -148,6 +199,10 @@ class BreakoutRotatePayload(_Payload):
     pass
 
 
+class BreakoutSwapPayload(_Payload):
+    room: Id
+
+
 class BreakoutExtendPayload(_Payload):
     minutes: Annotated[int, Field(ge=1, le=180)]
 
@@ -164,6 +219,45 @@ class BreakoutHelpPayload(_Payload):
     pass
 
 
+class SendToWaitingPayload(_Payload):
+    """A clinician sends an admitted client or family member back to the waiting room."""
+
+    participant_id: Id
+
+
+class AsideOpenPayload(_Payload):
+    """The calling clinician takes one admitted client into a private aside."""
+
+    participant_id: Id
+
+
+class AsideClosePayload(_Payload):
+    """Close the caller's aside; another clinician names one of its two (or, with one
+    aside open, nothing)."""
+
+    participant_id: Id | None = None
+
+
+class HelpPayload(_Payload):
+    """A client asks the clinicians for help, from anywhere (waiting room included)."""
+
+
+class ShareStartPayload(_Payload):
+    """Share a screen in one's room (the offer's `a=content:slides` video section)."""
+
+
+class ShareStopPayload(_Payload):
+    """End one's own share, or (clinicians) `participant_id`'s."""
+
+    participant_id: Id | None = None
+
+
+class SharePolicyPayload(_Payload):
+    """Clinicians: whether clients and family members may share a screen."""
+
+    clients_may_share: bool
+
+
 class WaitingMessagePayload(_Payload):
     """To one waiting client (`participant_id`) or, without it, to everyone waiting."""
 
@@ -171,7 +265,18 @@ class WaitingMessagePayload(_Payload):
     participant_id: Id | None = None
 
 
+class SecondDevicePayload(_Payload):
+    """A therapist's answer for a participant's waiting second device: `allow` lets it
+    take the seat (the first connection is closed), else the first keeps it."""
+
+    participant_id: Id
+    allow: bool
+
+
 CLIENT_EVENTS: dict[str, type[_Payload]] = {
+    "share_start": ShareStartPayload,
+    "share_stop": ShareStopPayload,
+    "share_policy": SharePolicyPayload,
     "admit": AdmitPayload,
     "admit_all": AdmitAllPayload,
     "deny": DenyPayload,
@@ -181,18 +286,26 @@ CLIENT_EVENTS: dict[str, type[_Payload]] = {
     "end": EndPayload,
     "signal": SignalPayload,
     "chat": ChatPayload,
+    "e2ee_keys": E2eeKeysPayload,
     "hand": HandPayload,
+    "checkin": CheckinPayload,
     "leave": LeavePayload,
     "breakouts_save": BreakoutPlanPayload,
     "breakouts_open": BreakoutsOpenPayload,
     "breakout_move": BreakoutMovePayload,
     "breakout_visit": BreakoutVisitPayload,
     "breakout_rotate": BreakoutRotatePayload,
+    "breakout_swap": BreakoutSwapPayload,
     "breakout_extend": BreakoutExtendPayload,
     "breakouts_close": BreakoutsClosePayload,
     "breakout_broadcast": BreakoutBroadcastPayload,
     "breakout_help": BreakoutHelpPayload,
     "waiting_message": WaitingMessagePayload,
+    "second_device": SecondDevicePayload,
+    "send_to_waiting": SendToWaitingPayload,
+    "aside_open": AsideOpenPayload,
+    "aside_close": AsideClosePayload,
+    "help": HelpPayload,
 }
 """Client -> server events by name (the Socket.IO event name is the discriminator)."""
 
@@ -252,6 +365,8 @@ class StateMessage(_Message):
     breakouts: dict[str, Any]
     waiting: list[dict[str, Any]] | None = None
     expected: list[dict[str, Any]] | None = None
+    second_devices: list[dict[str, Any]] | None = None
+    """Therapists only: participants whose second device waits for a decision."""
     server_time: datetime
     """When the server sent this view, by its clock: receivers count breakout time from it."""
 
@@ -269,6 +384,19 @@ class ChatMessage(_Message):
     text: str
     room: str
     at: str
+
+
+class E2eeKeyMessage(_Message):
+    """A roommate's media key, wrapped to this connection's public key by its browser."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    handle: str
+    key: str
+    epoch: int
+    kid: str
+    wrapped: str
 
 
 class NoticeMessage(_Message):
@@ -295,6 +423,14 @@ class ConfigMessage(_Message):
     nodes: list[str] = []
 
 
+class SeatMessage(_Message):
+    """Sent once to every accepted connection, to it only: the secret that proves, on the
+    next connect (`auth.resume`), that it is this connection's browser. While this
+    connection holds the seat, presenting it takes the seat back at once after a drop."""
+
+    resume: str
+
+
 class ReconnectMessage(_Message):
     """This node is draining: connect again (to another node, or the same URL behind a load
     balancer) after `after_ms`; status, room and mutes are kept for the grace period."""
@@ -308,9 +444,11 @@ SERVER_EVENTS: dict[str, type[_Message]] = {
     "state": StateMessage,
     "signal": SignalMessage,
     "chat": ChatMessage,
+    "e2ee_key": E2eeKeyMessage,
     "notice": NoticeMessage,
     "ended": EndedMessage,
     "media_reset": MediaResetMessage,
     "reconnect": ReconnectMessage,
+    "seat": SeatMessage,
 }
 """Server -> client events by name, with the model each payload must fit."""

@@ -6,8 +6,11 @@ All text rendering lives here so CSV and JSON agree on every value:
   CSV / ``null`` in JSON when there is none (never admitted);
 * minutes have exactly two decimals: ``"45.50"`` in CSV, the JSON number ``45.5`` (the
   rounded Decimal converted to float, exact at two places for any real session length);
+  ``minutes_video``/``minutes_audio`` not measured (older records) are empty / ``null``;
 * lists (breakout rooms and roles) are ``;``-joined in CSV and arrays in JSON;
-* service dates are ``YYYY-MM-DD``.
+* service dates are ``YYYY-MM-DD``;
+* booleans (``billable``, ``telehealth_consent``) are ``true``/``false`` in CSV and JSON,
+  an unknown one (no check-in) an empty cell / ``null``.
 
 CSV cells are protected against formula injection: a text cell starting with ``=``,
 ``+``, ``-``, ``@``, tab or carriage return gets a leading apostrophe, because exports
@@ -18,13 +21,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
 from server.attendance.rows import COLUMNS, AttendanceRow
-from server.attendance.totals import DailyTotal, WeeklyTotal
+from server.attendance.totals import DailyTotal, PeriodTotal, WeeklyTotal
 
 REDISCLOSURE_NOTICE: Final[str] = (
     "This information has been disclosed to you from records protected by federal "
@@ -68,6 +71,22 @@ WEEKLY_COLUMNS: Final[tuple[str, ...]] = (
     "below_minimum",
     "days_below_daily_minimum",
 )
+
+TOTALS_COLUMNS: Final[tuple[str, ...]] = (
+    "participant_id",
+    "display_name",
+    "program",
+    "period",
+    "period_start",
+    "period_end",
+    "sessions",
+    "services",
+    "minutes_present",
+    "days_attended",
+    "minimum_minutes",
+    "meets_minimum",
+)
+"""Columns of the per-client totals (`PeriodTotal`), in this order in CSV and JSON."""
 
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 
@@ -114,8 +133,39 @@ def row_to_json(row: AttendanceRow) -> dict[str, Any]:
         "breakout_rooms": list(row.breakout_rooms),
         "breakout_roles": list(row.breakout_roles),
         "status": row.status,
+        "service": row.service,
+        "billable": row.billable,
+        "place_of_service": row.place_of_service,
+        "patient_region": row.patient_region,
+        "telehealth_consent": row.telehealth_consent,
+        "minutes_video": _json_minutes(row.minutes_video),
+        "minutes_audio": _json_minutes(row.minutes_audio),
+        "minutes_speaking": float(row.minutes_speaking),
     }
     return {column: values[column] for column in COLUMNS}
+
+
+def _utc_cell(value: datetime) -> str:
+    return iso_utc(value) or ""
+
+
+def _list_cell(value: tuple[object, ...] | list[object]) -> str:
+    return safe_cell(";".join(str(v) for v in value))
+
+
+_CELL_BY_TYPE: Final[dict[type, Callable[[Any], str]]] = {
+    str: safe_cell,
+    Decimal: two_places,
+    datetime: _utc_cell,
+    date: date.isoformat,
+    int: str,
+    bool: lambda v: "true" if v else "false",
+    type(None): lambda _: "",
+    tuple: _list_cell,
+    list: _list_cell,
+}
+"""The common exact types, looked up once per cell (a 15,000-row export has 240,000 cells);
+anything else (subclasses, newer types) takes `_csv_cell`'s full chain, with the same result."""
 
 
 def _csv_cell(value: object) -> str:
@@ -140,8 +190,9 @@ def _write_csv(columns: Sequence[str], records: Iterable[Sequence[object]]) -> s
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
+    fast = _CELL_BY_TYPE.get
     for record in records:
-        writer.writerow([_csv_cell(v) for v in record])
+        writer.writerow([(fast(type(v)) or _csv_cell)(v) for v in record])
     return out.getvalue()
 
 
@@ -212,6 +263,56 @@ def weekly_totals_to_json(
                 "minimum_minutes": _json_minutes(t.minimum_minutes),
                 "below_minimum": t.below_minimum,
                 "days_below_daily_minimum": t.days_below_daily_minimum,
+            }
+            for t in totals
+        ],
+        "notice": notice,
+    }
+
+
+def notice_line(notice: str) -> str:
+    """The notice as one CSV comment line (``# ...``, CRLF), to go before the header.
+
+    For `--notice-line` / `notice_line=1`: the notice then survives any copy of the file.
+    Readers skip that one line (``pandas.read_csv(f, skiprows=1)``; Python: ``next(f)``
+    before ``csv.DictReader(f)``); a spreadsheet shows it above the header, split at its
+    commas. The text is the notice verbatim (only whitespace runs made single spaces).
+    """
+    return "# " + " ".join(notice.split()) + "\r\n"
+
+
+def totals_to_csv(totals: Iterable[PeriodTotal]) -> str:
+    """Per-client totals as CSV (`TOTALS_COLUMNS`; services ``;``-joined)."""
+    return _write_csv(TOTALS_COLUMNS, ([getattr(t, c) for c in TOTALS_COLUMNS] for t in totals))
+
+
+def totals_to_json(
+    totals: Iterable[PeriodTotal],
+    period: str,
+    from_date: date,
+    to_date: date,
+    notice: str | None = REDISCLOSURE_NOTICE,
+) -> dict[str, Any]:
+    """``{"period", "from", "to", "totals": [...], "notice"}``; `from`/`to` are the range
+    actually totalled (whole periods)."""
+    return {
+        "period": period,
+        "from": from_date.isoformat(),
+        "to": to_date.isoformat(),
+        "totals": [
+            {
+                "participant_id": t.participant_id,
+                "display_name": t.display_name,
+                "program": t.program,
+                "period": t.period,
+                "period_start": t.period_start.isoformat(),
+                "period_end": t.period_end.isoformat(),
+                "sessions": t.sessions,
+                "services": list(t.services),
+                "minutes_present": float(t.minutes_present),
+                "days_attended": t.days_attended,
+                "minimum_minutes": _json_minutes(t.minimum_minutes),
+                "meets_minimum": t.meets_minimum,
             }
             for t in totals
         ],

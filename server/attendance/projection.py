@@ -19,6 +19,8 @@ Rules (the v1 contract, `docs` in DOMAIN.md "What the attendance record must car
 * A participant whose connection is down when the presence ends (removed, or the session
   ended, while dropped) is counted until the drop, not until the ending event: the last
   moment they actually held a connection. `GraceExpired.left_at` is the same rule.
+* `SentToWaiting` (a clinician sent them back to the waiting room) ends the presence
+  interval and starts waiting time, until the next `Admitted` opens a new interval.
 * A rejoin (`Arrived` again, waits, `Admitted` again) opens a new interval;
   `minutes_present` is the sum of all intervals. `time_in` is the first admission,
   `time_out` the end of the last interval.
@@ -27,6 +29,16 @@ Rules (the v1 contract, `docs` in DOMAIN.md "What the attendance record must car
   `as_of` are ignored, so `as_of` means "the record as it stood then".
 * Minutes are `Decimal`, summed exactly from the event times and rounded once, half-up,
   to two places (so an export shows 45.50, and 45.505 is 45.51).
+* `service` is the session's (its kind's default in records from before services);
+  `billable` is true for clients only (family members and clinicians are not billed).
+* `place_of_service` ("10" home, "02" elsewhere), `patient_region` and
+  `telehealth_consent` come from the participant's last `CheckedIn` at or before the end of
+  their presence (`time_out`); without presence, from the last one; "", "" and None
+  without a check-in.
+* `minutes_video`, `minutes_audio` and `modality`: the media that flowed within the
+  presence (`attendance.media`).
+* `minutes_speaking`: the sum of the participant's `TalkTime` seconds (the relay's
+  audio-level measure, docs/records.md) until the session ended.
 
 Status, one value, first match wins:
 
@@ -48,10 +60,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
+from typing import Any
 
-from server.attendance.rows import AttendanceRow, AttendanceStatus, Modality, minutes, row_order
+from server.attendance.media import VIDEO_SHARE, MediaAccount, modality
+from server.attendance.rows import (
+    AttendanceRow,
+    AttendanceStatus,
+    PlaceOfService,
+    minutes,
+    row_order,
+)
 from signaling.core import events as e
-from signaling.core.model import Role, SessionState
+from signaling.core.model import (
+    DEFAULT_SERVICE,
+    Role,
+    SessionState,
+    is_aside_room,
+    is_billable,
+)
+from signaling.core.mutes import may_end_flows
 from signaling.core.session import apply
 
 ZERO = timedelta(0)
@@ -86,11 +113,14 @@ class _Track:
     intervals: list[tuple[datetime, datetime]] = field(default_factory=list)
     first_admit: datetime | None = None
     disconnects: int = 0
-    kinds: set[str] = field(default_factory=set)
+    media: MediaAccount = field(default_factory=MediaAccount)
     removed: bool = False
     denied: bool = False
     breakout_rooms: list[str] = field(default_factory=list)
     breakout_roles: list[str] = field(default_factory=list)
+    checkins: list[e.CheckedIn] = field(default_factory=list)
+    spoke: Decimal = Decimal(0)
+    """Seconds of speech the relay measured (`TalkTime`)."""
 
     @property
     def listed(self) -> bool:
@@ -138,14 +168,24 @@ class _Track:
             self.breakout_roles.append(role)
 
 
+ASIDE_ROOM_NAME = "Aside"
+"""How an aside appears among a row's `breakout_rooms`."""
+
+
 def _note_breakouts(tracks: dict[str, _Track], state: SessionState) -> None:
     """Record, for everyone now in a breakout room, the room's name and their role.
 
     The rooms come from replaying the core itself (`signaling.core.session.apply`), so where a
     participant was is decided by the same rules as in the live session: planned rooms,
     late arrivals placed by the plan, moves, visits and rotations. Breakout time stays
-    presence time (a breakout is inside the session), so nothing else changes.
+    presence time (a breakout is inside the session), so nothing else changes. An aside
+    (a clinician and one client in a room of their own) is listed the same way, as the
+    room `ASIDE_ROOM_NAME`: its time is presence too.
     """
+    if state.asides:
+        for p in state.admitted():
+            if is_aside_room(p.room) and p.id in tracks:
+                tracks[p.id].note_breakout(ASIDE_ROOM_NAME, None)
     if not state.breakouts.open:
         return
     for p in state.admitted():
@@ -154,13 +194,29 @@ def _note_breakouts(tracks: dict[str, _Track], state: SessionState) -> None:
             tracks[p.id].note_breakout(room.name, p.breakout_role)
 
 
-def _modality(kinds: set[str]) -> Modality:
-    """What the participant actually sent: video makes it audio-video (modifier 95)."""
-    if "video" in kinds:
-        return "audio-video"
-    if "audio" in kinds:
-        return "audio-only"
-    return "none"
+def _last_checkin(checkins: Sequence[e.CheckedIn],
+                  time_out: datetime | None) -> e.CheckedIn | None:
+    """The check-in that describes the visit: the last one made before the presence ended
+    (a later one, in a later wait, is about another stretch); without presence, the last."""
+    if time_out is not None:
+        checkins = [ev for ev in checkins if _utc(ev.at) <= time_out]
+    return checkins[-1] if checkins else None
+
+
+_PLACE_OF_SERVICE: dict[str, PlaceOfService] = {"home": "10", "other": "02"}
+
+
+def _checkin_columns(checkin: e.CheckedIn | None) -> dict[str, Any]:
+    """place_of_service, patient_region, telehealth_consent ("", "", None without one)."""
+    if checkin is None:
+        return {"place_of_service": "", "patient_region": "", "telehealth_consent": None}
+    return {"place_of_service": _PLACE_OF_SERVICE[checkin.location],
+            "patient_region": checkin.region, "telehealth_consent": checkin.consent}
+
+
+def _media_minutes(media: MediaAccount, span: timedelta) -> Decimal | None:
+    """minutes_video or minutes_audio: None where a relay saw media but did not measure it."""
+    return None if not media.measured and media.kinds else minutes(_seconds(span))
 
 
 def project(
@@ -169,6 +225,7 @@ def project(
     tz: tzinfo = UTC,
     late_after: timedelta = timedelta(minutes=10),
     early_by: timedelta = timedelta(minutes=10),
+    video_share: Decimal = VIDEO_SHARE,
 ) -> list[AttendanceRow]:
     """Attendance rows of the session whose ledger is `events` (in ledger order).
 
@@ -201,7 +258,7 @@ def project(
             # Nothing changes attendance after the end, except a late report of media
             # the relay saw before it (modality is about what was sent, not when filed).
             if isinstance(event, e.MediaPublished):
-                track(event.participant_id).kinds.update(event.kinds)
+                track(event.participant_id).media.published(event)
             continue
         match event:
             case e.InviteIssued():
@@ -230,6 +287,14 @@ def project(
                 t = track(event.participant_id)
                 t.removed = True
                 t.close(t.held_until(at))
+            case e.SentToWaiting():
+                # Presence ends here; the time back in the waiting room is waiting time,
+                # until the next Admitted opens a new interval.
+                t = track(event.participant_id)
+                end = t.held_until(at)
+                t.end_presence(end)
+                if t.waiting_since is None:
+                    t.waiting_since = end
             case e.Left():
                 t = track(event.participant_id)
                 t.close(t.held_until(at))
@@ -246,11 +311,24 @@ def project(
             case e.Reconnected():
                 track(event.participant_id).resume(at, grace)
             case e.MediaPublished():
-                track(event.participant_id).kinds.update(event.kinds)
+                track(event.participant_id).media.published(event)
+            case e.MediaFlowChanged():
+                track(event.participant_id).media.changed(event, at)
+            case e.CheckedIn():
+                track(event.participant_id).checkins.append(event)
+            case e.TalkTime():
+                for pid, seconds in event.seconds.items():
+                    if pid in tracks:
+                        tracks[pid].spoke += Decimal(str(seconds))
             case e.SessionEnded():
                 ended_at = at
                 for t in tracks.values():
                     t.close(t.held_until(at))
+        if may_end_flows(event):  # the core may have ended flows (mutes.py)
+            for t in tracks.values():
+                if t.media.open:
+                    p = state.participants.get(t.participant_id)
+                    t.media.follow(p.flowing if p is not None else (), at)
         _note_breakouts(tracks, state)
 
     still_open: set[str] = set()
@@ -271,6 +349,8 @@ def project(
         if not t.listed:
             continue
         present = sum((end - start for start, end in t.intervals), ZERO)
+        video = t.media.within("video", t.intervals, as_of)
+        audio = t.media.within("audio", t.intervals, as_of)
         time_out = t.intervals[-1][1] if t.intervals else None
         status: AttendanceStatus
         if t.removed:
@@ -303,10 +383,16 @@ def project(
                 minutes_present=minutes(_seconds(present)),
                 minutes_waiting=minutes(_seconds(t.waited)),
                 disconnects=t.disconnects,
-                modality=_modality(t.kinds),
+                modality=modality(t.media, present, video, audio, video_share),
                 breakout_rooms=tuple(t.breakout_rooms),
                 breakout_roles=tuple(t.breakout_roles),
                 status=status,
+                service=created.service or DEFAULT_SERVICE[created.kind],
+                billable=is_billable(t.invited_role or t.arrived_role or "client"),
+                **_checkin_columns(_last_checkin(t.checkins, time_out)),
+                minutes_video=_media_minutes(t.media, video),
+                minutes_audio=_media_minutes(t.media, audio),
+                minutes_speaking=minutes(t.spoke),
             )
         )
     rows.sort(key=row_order)

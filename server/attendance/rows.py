@@ -12,13 +12,16 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final, Literal
 
-from signaling.core.model import Program, Role, SessionKind
+from signaling.core.model import Program, Role, Service, SessionKind
 
 AttendanceStatus = Literal["removed", "denied", "no_show", "late", "left_early", "present"]
 """One value per row; precedence (first that applies wins) is documented in `projection`."""
 
+PlaceOfService = Literal["10", "02", ""]
+"""CMS place of service of a telehealth row: 10 the patient's home, 02 elsewhere, "" unknown."""
+
 Modality = Literal["audio-video", "audio-only", "none"]
-"""From what the relay saw the participant send: payers map it to modifier 95 or 93."""
+"""From the minutes of video and audio that flowed: payers map it to modifier 95 or 93."""
 
 COLUMNS: Final[tuple[str, ...]] = (
     "session_id",
@@ -37,8 +40,17 @@ COLUMNS: Final[tuple[str, ...]] = (
     "breakout_rooms",
     "breakout_roles",
     "status",
+    "service",
+    "billable",
+    "place_of_service",
+    "patient_region",
+    "telehealth_consent",
+    "minutes_video",
+    "minutes_audio",
+    "minutes_speaking",
 )
-"""The v1 contract's columns, in contract order (the CSV header and the JSON keys)."""
+"""The v1 contract's columns, in contract order (the CSV header and the JSON keys); later
+columns are appended, never inserted, so readers by position keep working."""
 
 MINUTE_QUANTUM: Final = Decimal("0.01")
 
@@ -76,9 +88,29 @@ class AttendanceRow:
     breakout_rooms: tuple[str, ...] = ()
     breakout_roles: tuple[str, ...] = ()
     status: AttendanceStatus
+    service: Service | None = None
+    """The session's service (None only in rows built by hand: totals fall back to kind)."""
+    billable: bool = False
+    """True for clients only (`model.is_billable`); set by the projection."""
+    place_of_service: PlaceOfService = ""
+    """From the last check-in before the end of presence: "10" home, "02" elsewhere."""
+    patient_region: str = ""
+    """State or province from that check-in (`CA`, `US-CA`); "" without one."""
+    telehealth_consent: bool | None = None
+    """Consent to telehealth from that check-in; None without one."""
+    minutes_video: Decimal | None = Decimal("0.00")
+    """Minutes present in which the participant's video reached the relay allowed (not
+    muted): the basis of `modality`. None in sessions recorded before the relay measured
+    flows (docs/records.md, "Modality")."""
+    minutes_audio: Decimal | None = Decimal("0.00")
+    """The same for audio."""
+    minutes_speaking: Decimal = Decimal("0.00")
+    """Minutes the participant spoke: audio the relay forwarded whose RTP audio level was
+    speech (docs/records.md, "Talk time"); 0.00 in sessions recorded before it measured."""
 
 
-_ROLE_ORDER: Final[dict[str, int]] = {"therapist": 0, "client": 1}
+_ROLE_ORDER: Final[dict[str, int]] = {"therapist": 0, "co_therapist": 0, "client": 1,
+                                      "family": 2}
 
 
 def row_order(row: AttendanceRow) -> tuple[date, str, int, str]:

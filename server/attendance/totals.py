@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Final
+from typing import Final, Literal
 
 from server.attendance.rows import AttendanceRow
 
@@ -171,11 +171,115 @@ def weekly_totals(
     return result
 
 
+Period = Literal["day", "week"]
+PERIODS: Final[tuple[Period, ...]] = ("day", "week")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeriodTotal:
+    """One client's attendance in one program over one day or ISO week: what
+    `GET /api/v1/attendance/totals` and `circle export --totals` give, one per line.
+
+    Every figure is a sum or count over exactly the per-session rows of that client,
+    program and period (no-shows included, with their 0 minutes): `minutes_present` is the
+    sum of the rows' (rounded) minutes, `sessions` counts rows with minutes present,
+    `days_attended` distinct service dates with minutes present, and `services` lists the
+    distinct services of those attended sessions (the session kind where a row has no
+    `service`). `meets_minimum` is None where the program has no minimum for the period.
+    """
+
+    participant_id: str
+    display_name: str
+    program: str
+    period: str
+    """The day (``2024-05-06``) or the ISO week (``2024-W19``)."""
+    period_start: date
+    period_end: date
+    sessions: int
+    services: tuple[str, ...]
+    minutes_present: Decimal
+    days_attended: int
+    minimum_minutes: Decimal | None
+    meets_minimum: bool | None
+
+
+def service_of(row: AttendanceRow) -> str:
+    """The row's service; rows from before sessions had one fall back to the session kind."""
+    service = getattr(row, "service", None)
+    return str(service) if service else row.kind
+
+
+def period_of(day: date, period: Period) -> tuple[str, date, date]:
+    """(label, first day, last day) of the day or ISO week (Monday to Sunday) `day` is in."""
+    if period == "day":
+        return day.isoformat(), day, day
+    year, week, weekday = day.isocalendar()
+    start = date.fromordinal(day.toordinal() - weekday + 1)
+    return f"{year:04d}-W{week:02d}", start, date.fromordinal(start.toordinal() + 6)
+
+
+def whole_periods(from_date: date, to_date: date, period: Period) -> tuple[date, date]:
+    """The range widened to whole periods: weeks run Monday to Sunday, so a month's totals
+    check each week's minimum over the whole week, not only its days inside the month."""
+    return period_of(from_date, period)[1], period_of(to_date, period)[2]
+
+
+def period_totals(
+    rows: Iterable[AttendanceRow],
+    period: Period,
+    minimums: Mapping[str, Minimums] = PROGRAM_MINIMUMS,
+    roles: Collection[str] = ("client",),
+) -> list[PeriodTotal]:
+    """Totals per (participant, program, period), sorted by those keys (then period start)."""
+    chosen = [row for row in rows if row.role in roles]
+    names = _names(chosen)
+    groups: dict[tuple[str, str, date], list[AttendanceRow]] = defaultdict(list)
+    labels: dict[date, tuple[str, date, date]] = {}
+    for row in chosen:
+        where = labels.get(row.service_date)
+        if where is None:
+            where = labels[row.service_date] = period_of(row.service_date, period)
+        groups[(row.participant_id, row.program, where[1])].append(row)
+    result = []
+    for key in sorted(groups):
+        pid, program, start = key
+        group = groups[key]
+        attended = [row for row in group if row.minutes_present > 0]
+        total = sum((row.minutes_present for row in group), Decimal(0))
+        limits = minimums.get(program, _NONE)
+        minimum = limits.daily if period == "day" else limits.weekly
+        label, _, end = period_of(start, period)
+        result.append(
+            PeriodTotal(
+                participant_id=pid,
+                display_name=names[pid],
+                program=program,
+                period=label,
+                period_start=start,
+                period_end=end,
+                sessions=len(attended),
+                services=tuple(sorted({service_of(row) for row in attended})),
+                minutes_present=total,
+                days_attended=len({row.service_date for row in attended}),
+                minimum_minutes=minimum,
+                meets_minimum=None if minimum is None else total >= minimum,
+            )
+        )
+    return result
+
+
 __all__ = [
+    "PERIODS",
     "PROGRAM_MINIMUMS",
     "DailyTotal",
     "Minimums",
+    "Period",
+    "PeriodTotal",
     "WeeklyTotal",
     "daily_totals",
+    "period_of",
+    "period_totals",
+    "service_of",
     "weekly_totals",
+    "whole_periods",
 ]

@@ -63,7 +63,7 @@ class _Backoff:
     def delay(self) -> float:
         delay = self._next
         self._next = min(self._next * 2, RECONNECT_CAP_S)
-        return random.uniform(delay / 2, delay)
+        return random.uniform(delay / 2, delay)  # noqa: S311 (jitter, not a secret)
 
 
 class RedisStreamsBus:

@@ -49,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
+SPEECH_LEVEL = 50
+"""An audio packet whose RFC 6464 level is at most this (-50 dBov or louder) is speech.
+The voice-activity bit is not used: aiortc never sets it (docs/media.md, "Talk time")."""
+
 
 def _is_rtx(codec: RTCRtpCodecParameters) -> bool:
     return codec.mimeType.lower().endswith("/rtx")
@@ -82,6 +86,8 @@ class Ingress:
         self.packets_received = 0
         self.packets_dropped = 0
         """Received while `allowed` was False (muted or listen-only)."""
+        self.speech_packets = 0
+        """Allowed audio packets whose audio level was speech (`SPEECH_LEVEL`): talk time."""
         self._rtcp_ssrc = rtcp_ssrc
         self._on_first_packet = on_first_packet
         self._clock = clock
@@ -104,7 +110,15 @@ class Ingress:
         return next((c for c in self._codecs.values() if not _is_rtx(c)), None)
 
     async def bind(self, transport: RTCDtlsTransport, parameters: RTCRtpReceiveParameters) -> None:
-        """Take the place of aiortc's receiver once the publisher's transport is up."""
+        """Take the place of aiortc's receiver once the publisher's transport is up, and
+        again after every renegotiation.
+
+        A renegotiation can renumber the payload types: aiortc's `createOffer` offers its
+        own numbering (opus 96) and a browser that offered opus as 111 then sends 96. The
+        RTP router delivers a packet only when its payload type is registered for this
+        receiver, so the registration follows the latest parameters, or the publisher's
+        audio would stop reaching the relay after the first relay offer.
+        """
         self._codecs = {
             c.payloadType: c for c in parameters.codecs if c.payloadType is not None
         }
@@ -117,6 +131,9 @@ class Ingress:
             self._send_path = aiortc_seam.SendPath(transport)
             aiortc_seam.register_rtp_receiver(transport, self, parameters)
             aiortc_seam.receive_rtp_directly(transport)
+        else:
+            aiortc_seam.unregister_rtp_receiver(self._transport, self)
+            aiortc_seam.register_rtp_receiver(self._transport, self, parameters)
 
     def unbind(self) -> None:
         if self._transport is not None:
@@ -160,10 +177,11 @@ class Ingress:
             return
         self._cache.put(packet)
         now = self._clock()
-        if self._video and self._throttle.awaiting and starts_keyframe(
-            codec.mimeType, packet.payload
-        ):
-            self._throttle.keyframe_seen(now)
+        if self._video:
+            if self._throttle.awaiting and starts_keyframe(codec.mimeType, packet.payload):
+                self._throttle.keyframe_seen(now)
+        elif (level := packet.extensions.audio_level) is not None and level[1] <= SPEECH_LEVEL:
+            self.speech_packets += 1
         waiting = self._keyframe_pending
         for egress in self._fanout:
             egress.forward(packet, codec, now)
@@ -202,9 +220,11 @@ class Ingress:
         self._send_rtcp(rtcp.nack(self._rtcp_ssrc, self._media_ssrc, sequence_numbers))
 
     def _send_rtcp(self, data: bytes) -> None:
-        assert self._send_path is not None
+        send_path = self._send_path
+        if send_path is None:  # unbound: the callers have returned already
+            return
         with contextlib.suppress(*aiortc_seam.SEND_ERRORS):
-            self._send_path.rtcp(data)
+            send_path.rtcp(data)
 
 
 class Egress:
@@ -301,16 +321,18 @@ class Egress:
         self._send(packet, payload_type, now)
 
     def _send(self, packet: RtpPacket, payload_type: int, now: float) -> None:
-        assert self._send_rtp is not None and self._rewriter is not None
-        mapped = self._rewriter.map(packet.sequence_number, packet.timestamp, now)
+        send_rtp, rewriter, transport = self._send_rtp, self._rewriter, self._transport
+        if send_rtp is None or rewriter is None or transport is None:
+            return  # unbound, or no codec matched yet (the callers have returned already)
+        mapped = rewriter.map(packet.sequence_number, packet.timestamp, now)
         if mapped is None:
             return
         try:
             if packet.csrc or packet.padding_size or self._header is None:
-                self._send_rtp(self._serialize(packet, payload_type, mapped), b"")
+                send_rtp(self._serialize(transport, packet, payload_type, mapped), b"")
             else:
                 extensions = packet.extensions
-                self._send_rtp(
+                send_rtp(
                     self._header.header(
                         payload_type,
                         packet.marker,
@@ -327,10 +349,13 @@ class Egress:
         self.packets_sent += 1
 
     def _serialize(
-        self, packet: RtpPacket, payload_type: int, mapped: tuple[int, int]
+        self,
+        transport: RTCDtlsTransport,
+        packet: RtpPacket,
+        payload_type: int,
+        mapped: tuple[int, int],
     ) -> bytes:
         """The general path (CSRCs, padding): rare, so building a packet object is fine."""
-        assert self._transport is not None
         out = RtpPacket(
             payload_type=payload_type,
             marker=packet.marker,
@@ -346,7 +371,7 @@ class Egress:
             abs_send_time=packet.extensions.abs_send_time,
             audio_level=packet.extensions.audio_level,
         )
-        return out.serialize(aiortc_seam.header_extensions(self._transport))
+        return out.serialize(aiortc_seam.header_extensions(transport))
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         if not self._running:

@@ -33,8 +33,11 @@ def candidate_allowed(line: str, allowed: Sequence[IPNetwork]) -> bool:
         return False
     try:
         address = ipaddress.ip_address(fields[4])
+        port = int(fields[5])
     except ValueError:
         return False
+    if not 0 < port < 65536:
+        return False  # aioice would send to it anyway: an OverflowError kills the socket
     return any(address in network for network in allowed)
 
 

@@ -3,8 +3,9 @@
 All SDP work on one connection happens under one lock, and at most one relay offer is in
 flight: a change that arrives meanwhile only marks the peer dirty, and the next offer is
 made when the answer comes back. Forwarded tracks are m-sections the relay adds
-(sendonly, msid = publisher id); a track that stops being wanted is set inactive and
-stops forwarding at once, before the client has even seen the new offer.
+(sendonly, msid = the publisher's handle, never its id); a track that stops being wanted
+is set inactive and stops forwarding at once, before the client has even seen the new
+offer.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from server.media import aiortc_seam, ice
 from server.media.forwarder import Egress, Ingress
 from server.media.routing import TrackKey
 from server.media.settings import RelaySettings
-from signaling.ports import MediaKind
+from signaling.ports import MediaKind, TrackKind
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ OnFirstPacket = Callable[[str], None]
 OnPublicationsChanged = Callable[[], None]
 
 SENDING_DIRECTIONS = ("sendonly", "sendrecv")
+SCREEN_CONTENT = "slides"
+"""`a=content:slides` (RFC 4796) marks the video section of a client's offer that carries
+its screen share; a client adds it to the offer text it sends (docs/media.md)."""
 USABLE_FINGERPRINTS = ("sha-256", "sha-384", "sha-512")
 _track_numbers = itertools.count(1)
 
@@ -92,8 +96,10 @@ class RelayPeer:
         send_offer: SendOffer,
         on_first_packet: OnFirstPacket,
         on_publications_changed: OnPublicationsChanged,
+        label_of: Callable[[str], str] = lambda publisher: publisher,
     ) -> None:
         self._settings = settings
+        self._label_of = label_of
         self._send_offer = send_offer
         self._on_first_packet = on_first_packet
         self._on_publications_changed = on_publications_changed
@@ -106,11 +112,18 @@ class RelayPeer:
         self._wanted: dict[TrackKey, Ingress] = {}
         self._slots: dict[TrackKey, _Slot] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.ingresses: dict[MediaKind, Ingress] = {}
+        self.ingresses: dict[TrackKind, Ingress] = {}
 
     @property
-    def published_kinds(self) -> frozenset[MediaKind]:
+    def published_kinds(self) -> frozenset[TrackKind]:
         return frozenset(self.ingresses)
+
+    @property
+    def media_ingresses(self) -> dict[MediaKind, Ingress]:
+        """The microphone's and camera's ingresses (not the screen's): what attendance
+        counts as audio and video."""
+        return {kind: ingress for kind, ingress in self.ingresses.items()
+                if kind != "screen"}
 
     @property
     def peer_connection(self) -> RTCPeerConnection | None:
@@ -157,6 +170,7 @@ class RelayPeer:
                 raise SdpRejected("no relay offer is outstanding")
             filtered = ice.filter_remote_candidates(sdp, self._settings.allowed_networks)
             try:
+                _rewritable(filtered)
                 async with _sdp_gate():
                     await asyncio.wait_for(
                         pc.setRemoteDescription(
@@ -177,10 +191,12 @@ class RelayPeer:
 
     async def _accept_offer(self, sdp: str) -> str:
         filtered = ice.filter_remote_candidates(sdp, self._settings.allowed_networks)
-        parsed = aiortc_sdp.SessionDescription.parse(filtered)
+        parsed = _rewritable(filtered)
         media = [m for m in parsed.media if m.kind in ("audio", "video")]
         if not media:
             raise SdpRejected("offer has no audio or video section")
+        if not _bundles_on_a_section(parsed):
+            raise SdpRejected("offer bundles on an m-section it does not have")
         if not all(_has_usable_fingerprint(m) for m in parsed.media):
             raise SdpRejected("offer has no usable DTLS fingerprint")
         ufrag = media[0].ice.usernameFragment if media[0].ice is not None else None
@@ -195,8 +211,9 @@ class RelayPeer:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=filtered, type="offer"))
             # No await between here and the hooks: aiortc's connect task must find them.
             directions = {m.rtp.muxId: m.direction for m in media}
+            screens = _screen_mids(filtered)
             for transceiver in pc.getTransceivers():
-                self._adopt(transceiver, directions)
+                self._adopt(transceiver, directions, screens)
                 aiortc_seam.guard_rtp_parsing(transceiver.receiver.transport)
             answer = await pc.createAnswer()
         # Outside the gate: the first setLocalDescription gathers candidates, which with
@@ -227,23 +244,28 @@ class RelayPeer:
                 await self._reset()
         self._on_publications_changed()
 
-    def _adopt(self, transceiver: RTCRtpTransceiver, directions: dict[str, str | None]) -> None:
-        """Put an Ingress where aiortc's decoder would go, for the first track of each kind."""
+    def _adopt(self, transceiver: RTCRtpTransceiver, directions: dict[str, str | None],
+               screens: frozenset[str] = frozenset()) -> None:
+        """Put an Ingress where aiortc's decoder would go, for the first track of each kind
+        (audio, camera video, and the screen: the video section marked `content:slides`)."""
         kind = transceiver.kind
         sending = directions.get(transceiver.mid or "") in SENDING_DIRECTIONS
+        key: TrackKind = "audio" if kind == "audio" else "video"
+        if kind == "video" and (transceiver.mid or "") in screens:
+            key = "screen"
         if (
             sending
             and kind in ("audio", "video")
-            and kind not in self.ingresses
+            and key not in self.ingresses
             and not self._is_slot(transceiver)
         ):
-            media_kind: MediaKind = "audio" if kind == "audio" else "video"
             ingress = Ingress(
                 kind,
                 rtcp_ssrc=aiortc_seam.sender_ssrc(transceiver.sender),
-                on_first_packet=self._on_first_packet,
+                # A screen is not the participant's video (attendance `modality`).
+                on_first_packet=_ignore if key == "screen" else self._on_first_packet,
             )
-            self.ingresses[media_kind] = ingress
+            self.ingresses[key] = ingress
             receiver = transceiver.receiver
 
             async def bind(parameters: RTCRtpReceiveParameters) -> None:
@@ -337,12 +359,16 @@ class RelayPeer:
 
     def _add_slot(self, pc: RTCPeerConnection, key: TrackKey, ingress: Ingress) -> _Slot:
         publisher, kind = key
-        transceiver = pc.addTransceiver(kind, direction="sendonly")
-        preferences = _codec_preferences(kind, ingress)
+        media_kind = "audio" if kind == "audio" else "video"
+        transceiver = pc.addTransceiver(media_kind, direction="sendonly")
+        preferences = _codec_preferences(media_kind, ingress)
         if preferences:
             transceiver.setCodecPreferences(preferences)
         sender = transceiver.sender
-        aiortc_seam.set_msid(sender, publisher, f"{publisher}-{kind}-{next(_track_numbers)}")
+        label = self._label_of(publisher)  # a handle: receivers never learn the id
+        # A screen arrives as a stream of its own (`<handle>-screen`), beside the camera's.
+        stream = f"{label}-screen" if kind == "screen" else label
+        aiortc_seam.set_msid(sender, stream, f"{label}-{kind}-{next(_track_numbers)}")
         egress = Egress(ingress, aiortc_seam.sender_ssrc(sender))
 
         async def bind(parameters: RTCRtpSendParameters) -> None:
@@ -380,6 +406,44 @@ class RelayPeer:
                 await asyncio.wait_for(pc.close(), self._settings.negotiation_timeout_s)
             except Exception as exc:  # aiortc's close can itself fail after a bad SDP
                 logger.info("closing a peer connection failed (%s)", type(exc).__name__)
+
+
+def _ignore(kind: str) -> None:
+    """A first-packet callback that reports nothing."""
+
+
+def _screen_mids(sdp: str) -> frozenset[str]:
+    """The mids of the offer's video sections marked `a=content:slides` (aiortc's parser
+    drops the attribute, so it is read from the text)."""
+    mids: set[str] = set()
+    for section in sdp.split("\nm=")[1:]:
+        lines = [line.strip() for line in section.splitlines()]
+        if not lines[0].startswith("video") or f"a=content:{SCREEN_CONTENT}" not in lines:
+            continue
+        mids.update(line[len("a=mid:"):] for line in lines if line.startswith("a=mid:"))
+    return frozenset(mids)
+
+
+def _rewritable(sdp: str) -> aiortc_sdp.SessionDescription:
+    """aiortc's parse of `sdp`, or ValueError where aiortc could not write it out again.
+
+    aiortc re-serializes the remote description on every read of `remoteDescription` (in
+    `_negotiate`, long after the SDP was taken): an address it parsed but cannot write
+    (`c=IN IP4 999.999.999.999`) would raise there, in a task nobody awaits.
+    """
+    parsed = aiortc_sdp.SessionDescription.parse(sdp)
+    str(parsed)
+    return parsed
+
+
+def _bundles_on_a_section(parsed: aiortc_sdp.SessionDescription) -> bool:
+    """aiortc moves every bundled m-section onto the transport of the group's first mid;
+    naming a mid the offer lacks leaves them with none, and aiortc's connect task fails."""
+    bundle = next((g for g in parsed.group if g.semantic == "BUNDLE"), None)
+    if bundle is None or not bundle.items:
+        return True
+    mids = {m.rtp.muxId for m in parsed.media if m.kind in ("audio", "video", "application")}
+    return bundle.items[0] in mids
 
 
 def _has_usable_fingerprint(media: aiortc_sdp.MediaDescription) -> bool:

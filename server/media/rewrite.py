@@ -9,7 +9,7 @@ to the same outgoing number as the original and NACKs can be mapped back.
 
 from __future__ import annotations
 
-import random
+import secrets
 import struct
 from dataclasses import dataclass
 
@@ -26,8 +26,9 @@ class StreamRewriter:
         self._clock_rate = clock_rate
         self._seq_offset = 0
         self._ts_offset = 0
-        self._last_out_seq = random.randrange(SEQ_MOD // 2)
-        self._last_out_ts = random.randrange(TS_MOD)
+        # Unpredictable starting points, as RFC 3550 5.1 asks (known-plaintext attacks on SRTP).
+        self._last_out_seq = secrets.randbelow(SEQ_MOD // 2)
+        self._last_out_ts = secrets.randbelow(TS_MOD)
         self._last_sent_at: float | None = None
         self._run_start_out_seq: int | None = None
         self._run_start_in_seq = 0

@@ -7,18 +7,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from signaling.ports import MediaGrant, MediaKind, MediaPlan
+from signaling.ports import MediaGrant, MediaPlan, TrackKind
 
-TrackKey = tuple[str, MediaKind]
-"""A published track: (publisher's participant id, kind). One track per kind per publisher."""
+TrackKey = tuple[str, TrackKind]
+"""A published track: (publisher's participant id, kind). One track per kind per publisher:
+audio, the camera's video, and a screen share (a second video section, `screen`)."""
 
 
-def grant_allows(grant: MediaGrant, kind: MediaKind) -> bool:
-    return grant.send_audio if kind == "audio" else grant.send_video
+def grant_allows(grant: MediaGrant, kind: TrackKind) -> bool:
+    if kind == "audio":
+        return grant.send_audio
+    return grant.send_video if kind == "video" else grant.send_screen
 
 
 def wanted_tracks(
-    plan: MediaPlan, subscriber: str, published: Mapping[str, frozenset[MediaKind]]
+    plan: MediaPlan, subscriber: str, published: Mapping[str, frozenset[TrackKind]]
 ) -> frozenset[TrackKey]:
     """The tracks `subscriber` should receive now.
 

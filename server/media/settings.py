@@ -27,6 +27,14 @@ class RelaySettings:
     negotiation_timeout_s: float = 10.0
     """Longest an SDP operation may take before the peer connection is given up."""
 
+    flow_sample_s: float = 2.0
+    """How often the relay looks whether each publication's allowed media still arrives
+    (attendance minutes of audio and video; docs/media.md, "Media flow")."""
+
+    talk_report_s: float = 5.0
+    """How often the relay reports each participant's talk time (seconds of speech-level
+    audio since the last report; docs/media.md, "Talk time")."""
+
     @classmethod
     def for_loopback(cls) -> RelaySettings:
         """A relay that runs a whole session on this machine (tests, `circle serve` on 127.0.0.1).

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from server.storage.api_key_store import SqlApiKeyStore
 from server.storage.ledger_store import SqlLedgerStore
 from server.storage.migrate import migrate
+from server.storage.rows_cache_store import SqlRowCacheStore
 from server.storage.session_index import SessionIndex
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -36,6 +37,7 @@ class Database:
         self.ledger = SqlLedgerStore(engine)
         self.api_keys = SqlApiKeyStore(engine)
         self.sessions = SessionIndex(engine)
+        self.attendance_rows = SqlRowCacheStore(engine)
 
     async def close(self) -> None:
         """Close every pooled connection."""

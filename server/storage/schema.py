@@ -52,7 +52,8 @@ class UtcDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        assert isinstance(value, datetime)
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the driver, got {type(value).__name__}")
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
@@ -107,6 +108,19 @@ session_index = Table(
     Column("starts_at", UtcDateTime, nullable=False),
 )
 session_index_by_date = Index("session_index_by_date", session_index.c.service_date)
+
+# Derived and disposable (a cache, not a record): the attendance rows of an ended session,
+# sealed like a ledger record (server/attendance/cache.py) and valid only while the session's
+# stream head is still `head_seq`. Emptying this table costs one slower export, nothing else.
+attendance_rows = Table(
+    "attendance_rows",
+    metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("head_seq", BigInteger, nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+)
 
 # `scopes` (migration 3) decides what a key may do: its scope names, space-separated. `role`
 # is only a readable label since then (staff, admin or custom), written from the scopes when
@@ -174,4 +188,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             ),
         ),
     ),
+    Migration(4, "sealed attendance rows of ended sessions (a cache)",
+              (CreateTable(attendance_rows),)),
 )

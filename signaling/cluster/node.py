@@ -44,10 +44,10 @@ from signaling.core.events import from_record
 from signaling.core.model import Role, SessionState
 from signaling.core.policy import Rejected
 from signaling.core.session import Decision, replay
-from signaling.edge.fanout import Fanout, Item, Place
+from signaling.edge.fanout import Connection, Fanout, Item, Place
 from signaling.edge.media import MediaCoordinator
 from signaling.edge.runtime import SessionHub
-from signaling.edge.sessions import NOT_PLACED, SessionService
+from signaling.edge.sessions import NOT_PLACED, Found, SessionService
 from signaling.ports import (
     Bus,
     Directory,
@@ -179,11 +179,12 @@ class ClusterNode:
                                 target)
         conns = self._fanout.connections()
         for conn in conns:
-            after_ms = random.randint(0, 1000)
+            after_ms = random.randint(0, 1000)  # noqa: S311 (jitter, not a secret)
             await self._fanout.emit(conn.sid, "reconnect",
                                     {"reason": DRAIN_MESSAGE, "after_ms": after_ms})
         deadline = time.monotonic() + self._timings.drain_wait_s
-        while self._fanout.count() and time.monotonic() < deadline:
+        # Fanout offers no "emptied" signal to wait on: poll its count until the deadline.
+        while self._fanout.count() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         for conn in self._fanout.connections():
             with contextlib.suppress(Exception):
@@ -386,11 +387,10 @@ class ClusterNode:
         if not state.exists or state.ended:
             return
         still_there = await self._census(session_id)
-        for participant_id, where in still_there.items():
-            if participant_id in state.participants:
-                self._fanout.place(session_id, participant_id, where)
-        keep = frozenset(still_there) & frozenset(state.participants)
-        decision = await self.hub.submit(session_id, c.SYSTEM, c.Recover(keep=keep))
+        # Each socket back where the state has it: a seat's, or a waiting second device's.
+        keep, keep_pending = self._require_service().place_found(state, still_there)
+        decision = await self.hub.submit(session_id, c.SYSTEM,
+                                         c.Recover(keep=keep, keep_pending=keep_pending))
         if isinstance(decision, Rejected):
             raise RuntimeError(f"recover refused: {decision.code}")
         state = await self.hub.state(session_id)
@@ -401,10 +401,12 @@ class ClusterNode:
             await self._media.reset_all(state)
         log.info("took session over (%d participant(s) still connected)", len(keep))
 
-    async def _census(self, session_id: str) -> dict[str, Place]:
-        """Participants whose sockets live nodes hold, wherever they are."""
-        found = {conn.participant_id: Place(self.node_id, conn.sid)
-                 for conn in self._fanout.local_in_session(session_id) if conn.accepted}
+    async def _census(self, session_id: str) -> list[Found]:
+        """The sockets of the session's participants that live nodes hold, wherever they
+        are, with their devices (a participant may have a seat's and a waiting one)."""
+        found: list[Found] = [
+            (conn.participant_id, Place(self.node_id, conn.sid), _device(conn))
+            for conn in self._fanout.local_in_session(session_id) if conn.accepted]
         try:
             interested = await self._directory.interested(session_id)
             live = {n.node_id for n in await self._directory.nodes()}
@@ -425,7 +427,8 @@ class ClusterNode:
         for node_id, answer in zip(others, await asyncio.gather(*(ask(n) for n in others)),
                                    strict=True):
             for entry in answer:
-                found[str(entry["participant"])] = Place(node_id, str(entry["sid"]))
+                found.append((str(entry["participant"]), Place(node_id, str(entry["sid"])),
+                              str(entry.get("device") or "")))
         return found
 
     async def _give_up(self, session_id: str, *, release: bool) -> None:
@@ -504,7 +507,8 @@ class ClusterNode:
         if kind == "census":
             # Only sockets the session has taken: a connect still on its way to a dead owner
             # will be refused, and must not be kept "connected" by the new one.
-            return [{"participant": conn.participant_id, "sid": conn.sid}
+            return [{"participant": conn.participant_id, "sid": conn.sid,
+                     "device": _device(conn)}
                     for conn in self._fanout.local_in_session(session_id) if conn.accepted]
         if await self._route(session_id) != self.node_id:
             raise NotOwner(session_id)
@@ -590,7 +594,7 @@ class ClusterNode:
         if live is None:
             return
         places = [(s, pid, where) for s in list(self._held)
-                  for pid, where in self._fanout.places_in(s)]
+                  for pid, where in [*self._fanout.places_in(s), *self._fanout.pending_in(s)]]
         absent = {where.node_id for _, _, where in places} - live - {self.node_id}
         self._missing_since = {n: self._missing_since.get(n, 0) + 1 for n in absent}
         service = self._require_service()
@@ -675,6 +679,10 @@ async def _as_result(run_here: Callable[[], Awaitable[Any]], kind: str) -> Any:
     if kind == "connect":
         return rejected_record(result)
     return result
+
+
+def _device(conn: Connection) -> str:
+    return conn.claims.device if conn.claims is not None else ""
 
 
 def _place_record(where: Place) -> dict[str, str]:

@@ -23,6 +23,8 @@ from signaling.core.model import (
     Participant,
     PlannedRoom,
     SessionState,
+    enters_directly,
+    is_aside_room,
 )
 from signaling.core.policy import Rejected
 
@@ -50,7 +52,7 @@ def auto_rooms(
     and hands out the extra roles so observers stay spread; `random` shuffles members and
     roles alike (each room still has exactly one protagonist).
     """
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (seeded, so a plan is reproducible; no secret)
     people = list(participant_ids)
     rng.shuffle(people)
     count = max(1, min(count, len(people))) if people else 0
@@ -99,6 +101,16 @@ def rotate_roles(room: BreakoutRoom) -> dict[str, BreakoutRole]:
         if previous in room.roles:
             rotated[pid] = room.roles[previous]
     return rotated
+
+
+def swap_roles(room: BreakoutRoom) -> dict[str, BreakoutRole] | None:
+    """The room's roles with protagonist and antagonist exchanged (the others keep theirs);
+    None when the room lacks one of the two."""
+    protagonist = next((p for p, r in room.roles.items() if r == "protagonist"), None)
+    antagonist = next((p for p, r in room.roles.items() if r == "antagonist"), None)
+    if protagonist is None or antagonist is None:
+        return None
+    return {**room.roles, protagonist: "antagonist", antagonist: "protagonist"}
 
 
 def explicit_rooms(planned: Sequence[PlannedRoom]) -> tuple[BreakoutRoom, ...]:
@@ -166,7 +178,9 @@ def decide(
             if plan.rooms:
                 rooms = explicit_rooms(plan.rooms)
             else:
-                clients = [p.id for p in state.admitted() if p.role == "client"]
+                # Family members rehearse like clients; clinicians run the rooms; observers
+                # (the invite role) stay with the clinicians.
+                clients = [p.id for p in state.admitted() if not enters_directly(p.role)]
                 if not clients:
                     return Rejected("conflict", "no clients in the session to split")
                 rooms = auto_rooms(clients, plan.auto_count, plan.auto_strategy,
@@ -177,17 +191,17 @@ def decide(
             target = state.participants.get(command.participant_id)
             if target is None or target.status != "admitted":
                 return Rejected("not_found", "no such participant in the session")
-            refused = _room_exists(b, command.room)
+            refused = _room_exists(b, command.room) or _not_aside(state, target.id)
             if refused is not None:
                 return refused
             room = b.room(command.room)
             role = room.roles.get(target.id) if room is not None else None
-            if room is not None and role is None and target.role == "client":
+            if room is not None and role is None and not enters_directly(target.role):
                 role = "auxiliary"
             return [e.Moved(at=now, participant_id=target.id, room=command.room, role=role,
-                            assign=target.role == "client", by=actor.id)]
+                            assign=not enters_directly(target.role), by=actor.id)]
         case c.VisitRoom():
-            refused = _room_exists(b, command.room)
+            refused = _room_exists(b, command.room) or _not_aside(state, actor.id)
             if refused is not None:
                 return refused
             return [e.Moved(at=now, participant_id=actor.id, room=command.room, role=None,
@@ -197,6 +211,15 @@ def decide(
                 return Rejected("conflict", "breakouts are not open")
             return [e.BreakoutRolesRotated(
                 at=now, roles={r.id: rotate_roles(r) for r in b.rooms}, by=actor.id)]
+        case c.SwapRoles():
+            room = b.room(command.room) if b.open else None
+            if room is None:
+                return Rejected("not_found", "no such breakout room open")
+            swapped = swap_roles(room)
+            if swapped is None:
+                return Rejected("conflict", "this room has no protagonist and antagonist to swap")
+            # The rotation event with this one room's roles: the other rooms keep theirs.
+            return [e.BreakoutRolesRotated(at=now, roles={room.id: swapped}, by=actor.id)]
         case c.ExtendBreakouts():
             if not b.open or b.ends_at is None or b.closing_at is not None:
                 return Rejected("conflict", "breakouts are not running")
@@ -217,6 +240,12 @@ def decide(
         case c.Broadcast() | c.AskForHelp():
             return []
     return Rejected("invalid", "unknown command")
+
+
+def _not_aside(state: SessionState, participant_id: str) -> Rejected | None:
+    if state.aside_of(participant_id) is not None:
+        return Rejected("conflict", "in an aside: close the aside first")
+    return None
 
 
 def _room_exists(b: Breakouts, room: str) -> Rejected | None:
@@ -270,7 +299,8 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
             for room in event.rooms:
                 for pid in room.members:
                     p = parts.get(pid)
-                    if p is not None and p.status == "admitted":
+                    # Someone in an aside goes to the room when the aside closes.
+                    if p is not None and p.status == "admitted" and not is_aside_room(p.room):
                         parts[pid] = replace(p, room=room.id,
                                              breakout_role=room.roles.get(pid))
             return replace(state, breakouts=b, participants=parts)
@@ -299,6 +329,8 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
             return replace(state, breakouts=replace(b, closing_at=event.closing_at))
         case e.BreakoutsClosed():
             for pid, p in parts.items():
+                if is_aside_room(p.room):
+                    continue  # an aside outlives the breakouts (it closes back to main)
                 if p.room is not None and p.room != MAIN_ROOM:
                     parts[pid] = replace(p, room=MAIN_ROOM, breakout_role=None)
                 elif p.breakout_role is not None:

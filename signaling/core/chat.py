@@ -1,12 +1,13 @@
 """Who receives a chat message, and what each sees: the sender's room only, first names
-for clients. Pure, like the notices: the edge only delivers what this returns."""
+and the sender's handle, never its id, for clients. Pure, like the notices: the edge only
+delivers what this returns."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from signaling.core.model import SessionState
-from signaling.core.views import first_name
+from signaling.core.model import SessionState, is_clinician
+from signaling.core.views import first_name, peer_ref
 
 
 def chat_deliveries(
@@ -17,8 +18,9 @@ def chat_deliveries(
     if sender is None or sender.room is None:
         return []
     return [
-        (p.id, {"from": sender.id, "name": sender.name if p.role == "therapist"
-                else first_name(sender.name), "text": text, "room": sender.room, "at": at})
+        (p.id, {"from": peer_ref(sender, full=is_clinician(p.role)), "handle": sender.handle,
+                "name": sender.name if is_clinician(p.role) else first_name(sender.name),
+                "text": text, "room": sender.room, "at": at})
         for p in state.admitted()
         if p.room == sender.room
     ]

@@ -19,9 +19,11 @@ from signaling.core.model import (
     BreakoutPlan,
     BreakoutRole,
     BreakoutRoom,
+    CheckInLocation,
     MuteKind,
     Program,
     Role,
+    Service,
     SessionKind,
 )
 
@@ -58,6 +60,11 @@ class SessionCreated(Event):
     minutes: int
     reconnect_grace_s: int
     created_by: str
+    service: Service | None = None
+    """None in records from before sessions had a service: the kind's default applies."""
+    checkin_required: bool = False
+    observers_may_chat: bool = False
+    e2ee: bool = False
 
 
 @_register("invite_issued")
@@ -88,6 +95,11 @@ class Arrived(Event):
     role: Role
     token_id: str = ""
     """The invite it came with ("" in records from before this was kept)."""
+    device: str = ""
+    """Hash of its connection's resume secret ("" in records from before seats had one)."""
+    public_key: str = ""
+    """Its connection's E2EE public key (kept in e2ee sessions only: members' browsers
+    wrap media keys to it, and the safety code is computed over these)."""
 
 
 @_register("admitted")
@@ -126,6 +138,55 @@ class Disconnected(Event):
 class Reconnected(Event):
     participant_id: str
     token_id: str = ""
+    device: str = ""
+    """Hash of the new connection's resume secret: the seat's device from now on."""
+    public_key: str = ""
+
+
+@_register("second_device_arrived")
+@dataclass(frozen=True, kw_only=True)
+class SecondDeviceArrived(Event):
+    """A participant who is connected connected again from a device that could not prove
+    it holds the seat: it waits for a therapist (or for the first one to go away)."""
+
+    participant_id: str
+    device: str
+    """Hash of the waiting connection's resume secret."""
+    since: datetime
+    """When this device began to wait (earlier than `at` when the same waiting device came
+    back, or was placed again after a takeover)."""
+    token_id: str = ""
+    public_key: str = ""
+
+
+@_register("second_device_allowed")
+@dataclass(frozen=True, kw_only=True)
+class SecondDeviceAllowed(Event):
+    """The waiting device took the seat; the first connection is closed."""
+
+    participant_id: str
+    device: str
+    by: str | None
+    """The therapist who allowed it, or None when the first connection had gone away."""
+
+
+@_register("second_device_refused")
+@dataclass(frozen=True, kw_only=True)
+class SecondDeviceRefused(Event):
+    """A therapist kept the seat on the first device; the waiting one is closed."""
+
+    participant_id: str
+    device: str
+    by: str
+
+
+@_register("second_device_withdrawn")
+@dataclass(frozen=True, kw_only=True)
+class SecondDeviceWithdrawn(Event):
+    """The waiting device went away (closed, left, or its invite was revoked)."""
+
+    participant_id: str
+    device: str
 
 
 @_register("grace_expired")
@@ -159,6 +220,20 @@ class HandChanged(Event):
     raised: bool
 
 
+@_register("checked_in")
+@dataclass(frozen=True, kw_only=True)
+class CheckedIn(Event):
+    """A client's or family member's check-in (the latest one counts): where they are
+    (place of service), the region (state or province) and their consent to telehealth."""
+
+    participant_id: str
+    location: CheckInLocation
+    region: str
+    consent: bool
+    pledge: bool = False
+    """The group's confidentiality pledge was ticked."""
+
+
 @_register("lock_changed")
 @dataclass(frozen=True, kw_only=True)
 class LockChanged(Event):
@@ -176,10 +251,96 @@ class SessionEnded(Event):
 @_register("media_published")
 @dataclass(frozen=True, kw_only=True)
 class MediaPublished(Event):
-    """The relay saw RTP of these kinds from the participant (basis of `modality`)."""
+    """The relay saw RTP of these kinds from the participant (muted or not)."""
 
     participant_id: str
     kinds: frozenset[MuteKind]
+    flows: bool = False
+    """True: the relay that saw it also reports when each kind flows (`MediaFlowChanged`),
+    so attendance counts minutes of media from those. False in records from before: the
+    participant's `modality` then follows these kinds alone (docs/records.md)."""
+
+
+@_register("media_flow_changed")
+@dataclass(frozen=True, kw_only=True)
+class MediaFlowChanged(Event):
+    """A kind of the participant's media started or stopped reaching the relay allowed (not
+    muted, so forwarded): the basis of `minutes_audio`, `minutes_video` and `modality`."""
+
+    participant_id: str
+    kind: MuteKind
+    flowing: bool
+    since: datetime
+    """When it changed (at or before `at`): a stop is the last sample that saw packets."""
+
+
+@_register("sent_to_waiting")
+@dataclass(frozen=True, kw_only=True)
+class SentToWaiting(Event):
+    """A clinician sent an admitted participant back to the waiting room: its presence
+    ends here; it waits (and counts as waiting) until admitted again."""
+
+    participant_id: str
+    by: str
+
+
+@_register("aside_opened")
+@dataclass(frozen=True, kw_only=True)
+class AsideOpened(Event):
+    """A clinician and one client went into a private room (`aside_id`, `aside-<n>`)."""
+
+    aside_id: str
+    participant_id: str
+    clinician_id: str
+    clinician_from: str
+    """The clinician's room before: where it goes back to (if that room still exists)."""
+    by: str
+
+
+@_register("aside_closed")
+@dataclass(frozen=True, kw_only=True)
+class AsideClosed(Event):
+    """The aside ended: both went back (the client to its assigned room, or main)."""
+
+    aside_id: str
+    by: str
+
+
+@_register("share_policy_changed")
+@dataclass(frozen=True, kw_only=True)
+class SharePolicyChanged(Event):
+    """A clinician let clients (and family members) share a screen, or stopped letting
+    them (clinicians always may)."""
+
+    clients_may_share: bool
+    by: str
+
+
+@_register("share_started")
+@dataclass(frozen=True, kw_only=True)
+class ShareStarted(Event):
+    """The participant shares a screen in its room (the relay forwards its screen track)."""
+
+    participant_id: str
+    room: str
+
+
+@_register("share_stopped")
+@dataclass(frozen=True, kw_only=True)
+class ShareStopped(Event):
+    """The share ended: the sharer stopped it, or a clinician did (`by`)."""
+
+    participant_id: str
+    by: str
+
+
+@_register("talk_time")
+@dataclass(frozen=True, kw_only=True)
+class TalkTime(Event):
+    """Seconds each participant spoke since the relay's previous report (audio level above
+    the speech threshold, docs/media.md): one event per report, only speakers in it."""
+
+    seconds: Mapping[str, float]
 
 
 @_register("breakout_plan_saved")

@@ -10,11 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from signaling.core import breakouts
+from signaling.core import asides, breakouts, checkin, e2ee, mutes, share
 from signaling.core import commands as c
 from signaling.core import events as e
-from signaling.core.model import Breakouts, Invitee, Participant, SessionInfo, SessionState
+from signaling.core.model import (
+    DEFAULT_SERVICE,
+    Breakouts,
+    Invitee,
+    Participant,
+    SessionInfo,
+    SessionState,
+    enters_directly,
+)
 from signaling.core.policy import Rejected, check
 
 ABANDONED_AFTER = timedelta(hours=4)
@@ -68,6 +77,10 @@ def _decide(
                     minutes=command.minutes,
                     reconnect_grace_s=command.reconnect_grace_s,
                     created_by=actor.id,
+                    service=command.service or DEFAULT_SERVICE[command.kind],
+                    checkin_required=command.checkin_required,
+                    observers_may_chat=command.observers_may_chat,
+                    e2ee=command.e2ee,
                 )
             ]
         case c.IssueInvite():
@@ -102,23 +115,31 @@ def _decide(
                 # A leaked link must stop working for whoever holds it now, not only at
                 # the next connect.
                 revoked.append(e.Removed(at=now, participant_id=holder.id, by=actor.id))
+            elif (holder is not None and holder.pending_device
+                    and holder.pending_token_id == command.token_id):
+                # Only the waiting second device came with it: that device goes.
+                revoked.append(e.SecondDeviceWithdrawn(
+                    at=now, participant_id=holder.id, device=holder.pending_device))
             return revoked
         case c.Connect():
             return _connect(state, command, now)
         case c.Disconnect():
-            me = state.participants.get(command.participant_id)
-            if me is None or not me.connected or me.status not in ("waiting", "admitted"):
-                return []
-            return [e.Disconnected(at=now, participant_id=me.id)]
+            return _disconnect(state, command, now)
         case c.Leave():
             return [e.Left(at=now, participant_id=actor.id)]
         case c.Admit():
             target = state.participants.get(command.participant_id)
             if target is None or target.status != "waiting":
                 return Rejected("not_found", "no such participant in the waiting room")
+            if checkin.must_check_in(state, target):
+                return checkin.not_checked_in(target)
             return [e.Admitted(at=now, participant_id=target.id, by=actor.id)]
         case c.AdmitAll():
-            return [e.Admitted(at=now, participant_id=p.id, by=actor.id) for p in state.waiting()]
+            # Those who owe a check-in stay waiting; the ack says how many (admit_all_reply).
+            return [e.Admitted(at=now, participant_id=p.id, by=actor.id)
+                    for p in state.waiting() if not checkin.must_check_in(state, p)]
+        case c.CheckIn():
+            return checkin.decide_check_in(state.participants[actor.id], command, now)
         case c.Deny():
             target = state.participants.get(command.participant_id)
             if target is None or target.status != "waiting":
@@ -132,21 +153,7 @@ def _decide(
                 return Rejected("invalid", "use leave to leave")
             return [e.Removed(at=now, participant_id=target.id, by=actor.id)]
         case c.Mute():
-            target = state.participants.get(command.participant_id)
-            if target is None or target.status != "admitted":
-                return Rejected("not_found", "no such participant in the session")
-            current = target.muted_audio if command.kind == "audio" else target.muted_video
-            if current == command.muted:
-                return []
-            return [
-                e.MuteChanged(
-                    at=now,
-                    participant_id=target.id,
-                    kind=command.kind,
-                    muted=command.muted,
-                    by=actor.id,
-                )
-            ]
+            return mutes.decide_mute(state, command, actor, now)
         case c.Lock():
             if state.locked == command.locked:
                 return []
@@ -160,6 +167,8 @@ def _decide(
             return [e.HandChanged(at=now, participant_id=actor.id, raised=command.raised)]
         case c.Chat() | c.Signal():
             return []
+        case c.DeliverMediaKeys():
+            return e2ee.decide_delivery(state)
         case c.MessageWaiting():
             if command.participant_id is not None:
                 target = state.participants.get(command.participant_id)
@@ -173,15 +182,32 @@ def _decide(
             new = command.kinds - target.published
             if not new:
                 return []
-            return [e.MediaPublished(at=now, participant_id=target.id, kinds=new)]
+            return [e.MediaPublished(at=now, participant_id=target.id, kinds=new,
+                                     flows=command.flows)]
+        case c.ReportMediaFlow():
+            return mutes.decide_flow(state, command, now)
         case c.Tick():
             return list(_due(state, now))
-        case c.Recover(keep=keep):
-            return [
-                e.Disconnected(at=now, participant_id=p.id)
-                for p in _by_arrival(state.participants.values())
-                if p.connected and p.status in ("waiting", "admitted") and p.id not in keep
-            ]
+        case c.Recover(keep=keep, keep_pending=keep_pending):
+            return list(_recover(state, keep, keep_pending, now))
+        case c.DecideSecondDevice():
+            target = state.participants.get(command.participant_id)
+            if (target is None or not target.pending_device
+                    or target.status not in ("waiting", "admitted")):
+                return Rejected("not_found", "no second device is waiting for this participant")
+            if command.allow:
+                return [e.SecondDeviceAllowed(at=now, participant_id=target.id,
+                                              device=target.pending_device, by=actor.id)]
+            return [e.SecondDeviceRefused(at=now, participant_id=target.id,
+                                          device=target.pending_device, by=actor.id)]
+        case _ if isinstance(command, share.COMMANDS):
+            if state.ended:
+                return Rejected("conflict", ended_reason(state))
+            return share.decide(state, command, actor, now)
+        case _ if isinstance(command, asides.COMMANDS):
+            if state.ended:
+                return Rejected("conflict", ended_reason(state))
+            return asides.decide(state, command, actor, now)
         case _ if isinstance(command, _BREAKOUT_COMMANDS):
             if state.ended:
                 return Rejected("conflict", ended_reason(state))
@@ -195,6 +221,7 @@ _BREAKOUT_COMMANDS = (
     c.MoveToRoom,
     c.VisitRoom,
     c.RotateRoles,
+    c.SwapRoles,
     c.ExtendBreakouts,
     c.CloseBreakouts,
     c.Broadcast,
@@ -218,6 +245,11 @@ def _connect(state: SessionState, command: c.Connect, now: datetime) -> list[e.E
         return Rejected("forbidden", "this invitation was revoked")
     if state.ended:
         return Rejected("conflict", ended_reason(state))
+    if state.info is not None and state.info.e2ee:
+        if not command.public_key:
+            return e2ee.NO_KEY
+    else:
+        command = replace(command, public_key="")  # kept in e2ee sessions only
     me = state.participants.get(command.participant_id)
     if me is not None:
         if me.status == "removed":
@@ -225,16 +257,71 @@ def _connect(state: SessionState, command: c.Connect, now: datetime) -> list[e.E
         if me.status == "denied":
             return Rejected("forbidden", "you were not admitted to this session")
         if me.status in ("waiting", "admitted"):
-            return [e.Reconnected(at=now, participant_id=me.id, token_id=command.token_id)]
-    if state.locked and command.role != "therapist":
+            return [_seat_or_wait(me, command, now)]
+    if state.locked and not enters_directly(command.role):
         return Rejected("conflict", "the session is locked")
     arrived = e.Arrived(
         at=now, participant_id=command.participant_id, name=command.name, role=command.role,
-        token_id=command.token_id,
+        token_id=command.token_id, device=command.device, public_key=command.public_key,
     )
-    if command.role == "therapist":
+    if enters_directly(command.role):  # staff: clinicians and observers
         return [arrived, e.Admitted(at=now, participant_id=command.participant_id, by=None)]
     return [arrived]
+
+
+def _seat_or_wait(me: Participant, command: c.Connect, now: datetime) -> e.Event:
+    """One seat per person. A participant whose connection is gone (a drop the server saw,
+    or a restart) takes its seat again at once; so does the browser that proves it held
+    the seat (its resume secret), or the very connection placing itself again (a resync).
+    Any other connection while the participant is connected waits as a second device.
+    A connection that names no device (callers from before seats had one) replaces."""
+    reconnected = e.Reconnected(at=now, participant_id=me.id, token_id=command.token_id,
+                                device=command.device, public_key=command.public_key)
+    if not me.connected or not command.device:
+        return reconnected
+    if command.device == me.device or (command.resume and command.resume == me.device):
+        return reconnected
+    again = bool(me.pending_device) and me.pending_device in (command.device, command.resume)
+    since = me.pending_since if again and me.pending_since is not None else now
+    return e.SecondDeviceArrived(at=now, participant_id=me.id, device=command.device,
+                                 since=since, token_id=command.token_id,
+                                 public_key=command.public_key)
+
+
+def _disconnect(state: SessionState, command: c.Disconnect,
+                now: datetime) -> list[e.Event]:
+    """A socket went away: a waiting second device withdraws; the seat's connection drops,
+    unless a second device is waiting, which then takes the seat (the first is gone)."""
+    me = state.participants.get(command.participant_id)
+    if me is None or not me.connected or me.status not in ("waiting", "admitted"):
+        return []
+    if command.device and command.device == me.pending_device:
+        return [e.SecondDeviceWithdrawn(at=now, participant_id=me.id, device=me.pending_device)]
+    if command.device and me.device and command.device != me.device:
+        return []  # a connection that no longer holds the seat
+    if me.pending_device:
+        return [e.SecondDeviceAllowed(at=now, participant_id=me.id, device=me.pending_device,
+                                      by=None)]
+    return [e.Disconnected(at=now, participant_id=me.id)]
+
+
+def _recover(state: SessionState, keep: frozenset[str], keep_pending: frozenset[str],
+             now: datetime) -> Iterable[e.Event]:
+    """A takeover: connections nobody holds any more are gone as of now. A waiting second
+    device whose socket is still held takes the seat of one that is gone."""
+    for p in _by_arrival(state.participants.values()):
+        if not p.connected or p.status not in ("waiting", "admitted"):
+            continue
+        waiting_there = bool(p.pending_device) and p.id in keep_pending
+        if p.pending_device and not waiting_there:
+            yield e.SecondDeviceWithdrawn(at=now, participant_id=p.id, device=p.pending_device)
+        if p.id in keep:
+            continue
+        if waiting_there:
+            yield e.SecondDeviceAllowed(at=now, participant_id=p.id, device=p.pending_device,
+                                        by=None)
+        else:
+            yield e.Disconnected(at=now, participant_id=p.id)
 
 
 def _due(state: SessionState, now: datetime) -> Iterable[e.Event]:
@@ -274,8 +361,9 @@ def next_deadline(state: SessionState) -> datetime | None:
 
 def ended_reason(state: SessionState) -> str:
     """Which session ended, when and why: what staff and clients read on a refusal."""
-    assert state.info is not None and state.ended_at is not None
     info = state.info
+    if info is None or state.ended_at is None:
+        raise ValueError("ended_reason: the session has not ended")
     scheduled_end = info.starts_at + timedelta(minutes=info.minutes)
     why = (
         f"the server closed it: nobody was connected {_hours(ABANDONED_AFTER)} after its "
@@ -304,9 +392,22 @@ def _by_arrival(participants: Iterable[Participant]) -> list[Participant]:
 
 def apply(state: SessionState, event: e.Event) -> SessionState:
     """The state after `event`; total for every event type, so replay never fails midway."""
+    after = _apply(state, event)
+    if after.asides:  # an aside ends with the admission of either of its two people
+        after = asides.dissolve(after)
+    after = share.end_shares(after)  # a share holds only where its sharer still is
+    # A flow exists only while its grant allows it (mutes.end_flows).
+    return mutes.end_flows(after) if mutes.may_end_flows(event) else after
+
+
+def _apply(state: SessionState, event: e.Event) -> SessionState:
     state = replace(state, seq=state.seq + 1, last_event_at=event.at)
     if isinstance(event, _BREAKOUT_EVENTS):
         return breakouts.apply(state, event)
+    if isinstance(event, asides.EVENTS):
+        return asides.apply(state, event)
+    if isinstance(event, share.EVENTS):
+        return share.apply(state, event)
     parts = dict(state.participants)
     match event:
         case e.SessionCreated():
@@ -318,6 +419,10 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
                 starts_at=event.starts_at,
                 minutes=event.minutes,
                 reconnect_grace_s=event.reconnect_grace_s,
+                service=event.service or DEFAULT_SERVICE[event.kind],
+                checkin_required=event.checkin_required,
+                observers_may_chat=event.observers_may_chat,
+                e2ee=event.e2ee,
             )
             return replace(state, info=info)
         case e.InviteIssued():
@@ -341,6 +446,9 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
                 waiting_since=event.at,
                 published=previous.published if previous else frozenset(),
                 token_id=event.token_id,
+                device=event.device,
+                checkin=previous.checkin if previous else None,
+                public_key=event.public_key,
             )
             return replace(state, participants=parts, arrivals=state.arrivals + 1)
         case e.Admitted():
@@ -351,31 +459,55 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
                                              breakout_role=role, waiting_since=None)
         case e.Denied():
             _update(parts, event.participant_id, status="denied", waiting_since=None,
-                    connected=False, disconnected_at=None)
+                    connected=False, disconnected_at=None, **_NO_PENDING)
         case e.Removed():
             _update(parts, event.participant_id, status="removed", room=None, hand=False,
                     connected=False, disconnected_at=None, waiting_since=None,
-                    breakout_role=None)
+                    breakout_role=None, **_NO_PENDING)
         case e.Left():
             _update(parts, event.participant_id, status="left", room=None, hand=False,
                     connected=False, disconnected_at=None, waiting_since=None,
-                    breakout_role=None)
+                    breakout_role=None, **_NO_PENDING)
         case e.GraceExpired():
             _update(parts, event.participant_id, status="left", room=None, hand=False,
                     connected=False, disconnected_at=None, waiting_since=None,
-                    breakout_role=None)
+                    breakout_role=None, **_NO_PENDING)
         case e.Disconnected():
             _update(parts, event.participant_id, connected=False, disconnected_at=event.at)
         case e.Reconnected():
             changes: dict[str, object] = {"connected": True, "disconnected_at": None}
             if event.token_id:
                 changes["token_id"] = event.token_id
+            if event.device:
+                changes["device"] = event.device
+            if event.device or event.public_key:
+                changes["public_key"] = event.public_key  # the key is the connection's
             _update(parts, event.participant_id, **changes)
+        case e.SecondDeviceArrived():
+            _update(parts, event.participant_id, pending_device=event.device,
+                    pending_since=event.since, pending_token_id=event.token_id,
+                    pending_public_key=event.public_key)
+        case e.SecondDeviceAllowed():
+            promoted = parts.get(event.participant_id)
+            if promoted is not None:
+                parts[promoted.id] = replace(
+                    promoted, device=event.device, connected=True, disconnected_at=None,
+                    token_id=promoted.pending_token_id or promoted.token_id,
+                    public_key=promoted.pending_public_key, **_NO_PENDING)
+        case e.SecondDeviceRefused() | e.SecondDeviceWithdrawn():
+            waiting = parts.get(event.participant_id)
+            if waiting is not None and waiting.pending_device == event.device:
+                parts[waiting.id] = replace(waiting, **_NO_PENDING)
         case e.MuteChanged():
-            field = "muted_audio" if event.kind == "audio" else "muted_video"
-            _update(parts, event.participant_id, **{field: event.muted})
+            if (muted := parts.get(event.participant_id)) is not None:
+                parts[muted.id] = mutes.apply_mute(muted, event)
+        case e.MediaFlowChanged():
+            if (flowing := parts.get(event.participant_id)) is not None:
+                parts[flowing.id] = mutes.apply_flow(flowing, event)
         case e.HandChanged():
             _update(parts, event.participant_id, hand=event.raised)
+        case e.CheckedIn():
+            _update(parts, event.participant_id, checkin=checkin.answers(event))
         case e.LockChanged():
             return replace(state, locked=event.locked)
         case e.SessionEnded():
@@ -383,7 +515,8 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
                 if p.status in ("waiting", "admitted"):
                     parts[pid] = replace(p, status="left", room=None, connected=False,
                                          disconnected_at=None, hand=False,
-                                         breakout_role=None, waiting_since=None)
+                                         breakout_role=None, waiting_since=None,
+                                         **_NO_PENDING)
             return replace(state, participants=parts, ended=True, ended_at=event.at,
                            ended_by_server=event.by is None,
                            breakouts=Breakouts(saved=state.breakouts.saved))
@@ -394,6 +527,10 @@ def apply(state: SessionState, event: e.Event) -> SessionState:
                     publisher, published=publisher.published | event.kinds
                 )
     return replace(state, participants=parts)
+
+
+_NO_PENDING: dict[str, Any] = {"pending_device": "", "pending_since": None,
+                               "pending_token_id": "", "pending_public_key": ""}
 
 
 def _update(parts: dict[str, Participant], pid: str, **changes: object) -> None:

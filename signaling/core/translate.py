@@ -32,8 +32,13 @@ def command_for(payload: object, seed: int) -> c.Command:
             return c.Signal(payload.type, payload.sdp)
         case p.ChatPayload():
             return c.Chat(payload.text)
+        case p.E2eeKeysPayload():
+            return c.DeliverMediaKeys(tuple(
+                c.MediaKeyEnvelope(k.to, k.epoch, k.kid, k.wrapped) for k in payload.keys))
         case p.HandPayload():
             return c.RaiseHand(payload.raised)
+        case p.CheckinPayload():
+            return c.CheckIn(payload.location, payload.region, payload.consent, payload.pledge)
         case p.LeavePayload():
             return c.Leave()
         case p.BreakoutPlanPayload():
@@ -47,16 +52,32 @@ def command_for(payload: object, seed: int) -> c.Command:
             return c.VisitRoom(payload.room)
         case p.BreakoutRotatePayload():
             return c.RotateRoles()
+        case p.BreakoutSwapPayload():
+            return c.SwapRoles(payload.room)
         case p.BreakoutExtendPayload():
             return c.ExtendBreakouts(payload.minutes)
         case p.BreakoutsClosePayload():
             return c.CloseBreakouts(payload.grace_s)
         case p.BreakoutBroadcastPayload():
             return c.Broadcast(payload.text)
-        case p.BreakoutHelpPayload():
-            return c.AskForHelp()
+        case p.BreakoutHelpPayload() | p.HelpPayload():
+            return c.AskForHelp()  # `breakout_help` is the older name of `help`
+        case p.SendToWaitingPayload():
+            return c.SendToWaiting(payload.participant_id)
+        case p.AsideOpenPayload():
+            return c.OpenAside(payload.participant_id)
+        case p.AsideClosePayload():
+            return c.CloseAside(payload.participant_id)
+        case p.ShareStartPayload():
+            return c.StartShare()
+        case p.ShareStopPayload():
+            return c.StopShare(payload.participant_id)
+        case p.SharePolicyPayload():
+            return c.SetSharePolicy(payload.clients_may_share)
         case p.WaitingMessagePayload():
             return c.MessageWaiting(payload.text, payload.participant_id)
+        case p.SecondDevicePayload():
+            return c.DecideSecondDevice(payload.participant_id, payload.allow)
     raise p.ProtocolError("invalid", "unknown event")
 
 

@@ -4,7 +4,9 @@ Two books. `sockets`: the connections this node holds (the origin side: its Sock
 sids). `places`: for the sessions this node owns, where each participant's current socket
 is, as (node, sid); a place on another node is reached through `RemoteDelivery` (the
 cluster bus), a place on this node directly. Addressing a socket by sid means a message
-for a replaced connection is dropped rather than sent to the wrong one.
+for a replaced connection is dropped rather than sent to the wrong one. Beside each seat's
+place, a second slot: a second device of the participant that waits for a therapist
+(`hold`); it gets only its own restricted view and notices, never media or chat.
 
 Emits made before python-socketio finished a connection's handshake wait in the
 connection's `pending` list and go out, in order, once it is live.
@@ -25,7 +27,7 @@ import socketio
 
 from signaling.core.model import Role, SessionState
 from signaling.core.ratelimit import TokenBucket
-from signaling.core.views import view_for
+from signaling.core.views import second_device_view, view_for
 from signaling.ports import JoinClaims
 
 log = logging.getLogger("circle.fanout")
@@ -106,7 +108,12 @@ class Fanout:
         self._remote = remote
         self._conns: dict[str, Connection] = {}
         self._places: dict[tuple[str, str], Place] = {}
+        self._devices: dict[tuple[str, str], str] = {}
+        """The device (hash of its resume secret) of each seat's place."""
+        self._pending: dict[tuple[str, str], tuple[Place, str]] = {}
+        """A waiting second device's place and device, per participant."""
         self._last_views: dict[tuple[str, str], dict[str, Any]] = {}
+        self._last_pending_views: dict[tuple[str, str], dict[str, Any]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     def attach_remote(self, remote: RemoteDelivery) -> None:
@@ -137,23 +144,52 @@ class Fanout:
 
     # -- places, for the sessions this node owns ----------------------------------------------
 
-    def place(self, session_id: str, participant_id: str, where: Place) -> Place | None:
-        """Make `where` the participant's socket; returns the different one it replaces."""
+    def place(self, session_id: str, participant_id: str, where: Place,
+              device: str = "") -> Place | None:
+        """Make `where` (of `device`) the participant's socket; returns the different one it
+        replaces."""
         key = (session_id, participant_id)
         previous = self._places.get(key)
         self._places[key] = where
+        self._devices[key] = device
         if previous != where:
             self._last_views.pop(key, None)
         return None if previous == where else previous
 
-    def restore(self, session_id: str, participant_id: str, previous: Place | None) -> None:
-        """Undo `place` for a connection the session refused."""
+    def device_of(self, session_id: str, participant_id: str) -> str:
+        """The device of the seat's place ("" when unknown or unplaced)."""
+        return self._devices.get((session_id, participant_id), "")
+
+    def hold(self, session_id: str, participant_id: str, where: Place,
+             device: str) -> Place | None:
+        """Make `where` the participant's waiting second device; returns the different one
+        it replaces (a newer device waits instead)."""
         key = (session_id, participant_id)
-        self._last_views.pop(key, None)
-        if previous is None:
-            self._places.pop(key, None)
-        else:
-            self._places[key] = previous
+        previous = self._pending.get(key)
+        self._pending[key] = (where, device)
+        if previous is None or previous[0] == where:
+            return None
+        self._last_pending_views.pop(key, None)
+        return previous[0]
+
+    def pending_of(self, session_id: str, participant_id: str) -> tuple[Place, str] | None:
+        """The waiting second device's place and device, if one waits."""
+        return self._pending.get((session_id, participant_id))
+
+    def release(self, session_id: str, participant_id: str,
+                where: Place | None = None) -> tuple[Place, str] | None:
+        """Forget the waiting second device (only if it is `where`, when given)."""
+        key = (session_id, participant_id)
+        held = self._pending.get(key)
+        if held is None or (where is not None and held[0] != where):
+            return None
+        del self._pending[key]
+        self._last_pending_views.pop(key, None)
+        return held
+
+    def pending_in(self, session_id: str) -> list[tuple[str, Place]]:
+        return [(pid, held[0]) for (sid, pid), held in self._pending.items()
+                if sid == session_id]
 
     def unplace(self, session_id: str, participant_id: str, where: Place) -> bool:
         """Forget `where` if it is still the participant's socket (False: it was replaced)."""
@@ -161,6 +197,7 @@ class Fanout:
         if self._places.get(key) != where:
             return False
         del self._places[key]
+        self._devices.pop(key, None)
         self._last_views.pop(key, None)
         return True
 
@@ -174,12 +211,18 @@ class Fanout:
         """This node no longer owns the session (lease lost, handed over, ended)."""
         for key in [k for k in self._places if k[0] == session_id]:
             del self._places[key]
+            self._devices.pop(key, None)
             self._last_views.pop(key, None)
+        for key in [k for k in self._pending if k[0] == session_id]:
+            del self._pending[key]
+            self._last_pending_views.pop(key, None)
 
     def resend_views(self, session_id: str) -> None:
         """Forget what was last sent, so the next `push_views` sends every view in full."""
         for key in [k for k in self._last_views if k[0] == session_id]:
             del self._last_views[key]
+        for key in [k for k in self._last_pending_views if k[0] == session_id]:
+            del self._last_pending_views[key]
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -238,23 +281,53 @@ class Fanout:
                 continue
             self._last_views[key] = comparable
             batch.append((where, Item(where.sid, "state", {**view, "server_time": sent_at})))
+        for participant_id, where in self.pending_in(session_id):
+            if participant_id not in state.participants:
+                continue
+            view = second_device_view(state, participant_id)
+            comparable = {k: v for k, v in view.items() if k != "rev"}
+            key = (session_id, participant_id)
+            if comparable == self._last_pending_views.get(key):
+                continue
+            self._last_pending_views[key] = comparable
+            batch.append((where, Item(where.sid, "state", {**view, "server_time": sent_at})))
+        await self._send(session_id, batch)
+
+    async def deliver_pending(self, session_id: str, deliveries: list[Delivery],
+                              event: str = "notice") -> None:
+        """To participants' waiting second devices (never to their seats)."""
+        batch = []
+        for participant_id, payload in deliveries:
+            held = self._pending.get((session_id, participant_id))
+            if held is not None:
+                batch.append((held[0], Item(held[0].sid, event, payload)))
         await self._send(session_id, batch)
 
     async def end_session(self, session_id: str) -> None:
         batch = [(where, Item(where.sid, "ended", {"reason": "ended"}, close=True))
-                 for _, where in self.places_in(session_id)]
+                 for _, where in [*self.places_in(session_id), *self.pending_in(session_id)]]
         self.drop_places(session_id)
         await self._send(session_id, batch)
 
     async def close_participant(self, session_id: str, participant_id: str) -> None:
+        """Close the participant's seat and its waiting second device, if any."""
+        batch = []
         where = self._places.get((session_id, participant_id))
         if where is not None:
             self.unplace(session_id, participant_id, where)
-            await self._send(session_id, [(where, Item(where.sid, close=True))])
+            batch.append((where, Item(where.sid, close=True)))
+        held = self.release(session_id, participant_id)
+        if held is not None:
+            batch.append((held[0], Item(held[0].sid, close=True)))
+        await self._send(session_id, batch)
 
-    async def close_place(self, session_id: str, where: Place) -> None:
-        """Close a socket that lost its place (the participant connected again elsewhere)."""
-        await self._send(session_id, [(where, Item(where.sid, close=True))])
+    async def close_place(self, session_id: str, where: Place,
+                          notice: dict[str, Any] | None = None) -> None:
+        """Close a socket that lost its place (the participant connected again elsewhere),
+        telling it why first when `notice` is given."""
+        item = Item(where.sid, close=True) if notice is None else Item(
+            where.sid, "notice", notice, close=True)
+        await self._send(session_id, [(where, item)])
 
     async def receive(self, session_id: str, items: Iterable[Item]) -> None:
         """Items another node's owner sent for sockets held here."""
@@ -283,6 +356,9 @@ class Fanout:
                 for key in [k for k, w in self._places.items()
                             if k[0] == session_id and w.node_id == node_id]:
                     self._last_views.pop(key, None)
+                for key in [k for k, (w, _) in self._pending.items()
+                            if k[0] == session_id and w.node_id == node_id]:
+                    self._last_pending_views.pop(key, None)
 
     async def _apply(self, item: Item) -> None:
         if item.event is not None:

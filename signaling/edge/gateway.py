@@ -8,8 +8,12 @@ or a structured error. What goes out to sockets is `fanout`'s job.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
+import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ from signaling.edge.sessions import SessionRouter
 from signaling.ports import JoinTokens, TokenRejected
 from signaling.protocol import (
     CLIENT_EVENTS,
+    E2EE_PUBLIC_KEY_PATTERN,
     MAX_EVENT_BYTES,
     error,
 )
@@ -55,7 +60,7 @@ class Gateway:
         *,
         limits: GatewayLimits = GatewayLimits(),
         on_event: Callable[[str, str], None] = lambda event, outcome: None,
-        client_config: dict[str, Any] | None = None,
+        client_config: Callable[[str, str], dict[str, Any]] | None = None,
         nodes: Callable[[], list[str]] = lambda: [],
     ) -> None:
         self._sio = sio
@@ -63,7 +68,9 @@ class Gateway:
         self._tokens = tokens
         self._limits = limits
         self._on_event = on_event
-        self._client_config = client_config or {"ice_servers": []}
+        # (session id, participant id) -> the connection's `config` (its own TURN credentials).
+        self._client_config = client_config or (lambda session_id, participant_id: {
+            "ice_servers": []})
         self._nodes = nodes
         self.fanout = fanout
         sio.on("connect", self._connect)
@@ -83,6 +90,13 @@ class Gateway:
             claims = self._tokens.verify(token)
         except TokenRejected as exc:
             self._refuse(str(exc), "forbidden")
+        # One seat per person: this connection's resume secret is made here and sent to it
+        # only (`seat`); the session's owner, the bus and the ledger see only its hash.
+        secret = secrets.token_urlsafe(24)
+        presented = auth.get("resume") if isinstance(auth, dict) else None
+        claims = dataclasses.replace(claims, resume=_resume_hash(presented),
+                                     device=_digest(secret),
+                                     public_key=_public_key(auth.get("e2ee_key")))
         conn = Connection(
             sid=sid,
             session_id=claims.session_id,
@@ -93,7 +107,9 @@ class Gateway:
         )
         # First message of every connection: the ICE servers its media must use (the
         # clinic's STUN/TURN; empty in tests), so no client falls back to a public server.
-        conn.pending.append(("config", {**self._client_config, "nodes": self._nodes()}))
+        config = self._client_config(claims.session_id, claims.participant_id)
+        conn.pending.append(("config", {**config, "nodes": self._nodes()}))
+        conn.pending.append(("seat", {"resume": secret}))
         self.fanout.add(conn)
         refused = await self._router.connect(self._here(sid), claims)
         if refused is not None:
@@ -156,6 +172,29 @@ class Gateway:
 
 
 _KNOWN_EVENTS = frozenset(CLIENT_EVENTS)
+
+
+MAX_RESUME_CHARS = 128
+"""Longer than any secret the server makes (32 characters): anything else is not one."""
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _public_key(presented: Any) -> str:
+    """The presented E2EE public key if it has the shape of one, else "" (none: an e2ee
+    session then refuses the connection with the reason)."""
+    if isinstance(presented, str) and re.fullmatch(E2EE_PUBLIC_KEY_PATTERN, presented):
+        return presented
+    return ""
+
+
+def _resume_hash(presented: Any) -> str:
+    """The hash of a presented resume secret; "" for none, or for what cannot be one."""
+    if not isinstance(presented, str) or not 0 < len(presented) <= MAX_RESUME_CHARS:
+        return ""
+    return _digest(presented)
 
 
 def _size(data: Any) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from signaling.core import commands as c
@@ -27,6 +28,7 @@ CLOSE = None
 """Queued instead of a plan: release every peer connection of the session."""
 
 MEDIA_RESET_REASON = "the media connection was lost; reconnecting media"
+MEDIA_KINDS: tuple[MediaKind, ...] = ("audio", "video")
 
 
 class MediaCoordinator:
@@ -113,11 +115,27 @@ class MediaCoordinator:
     async def media_published(
         self, session_id: str, participant_id: str, kinds: frozenset[MediaKind]
     ) -> None:
-        await self._hub.submit(session_id, c.SYSTEM, c.ReportMedia(participant_id, kinds))
+        # This relay reports flows too (media_flow): attendance counts minutes from those.
+        await self._hub.submit(session_id, c.SYSTEM,
+                               c.ReportMedia(participant_id, kinds, flows=True))
+
+    async def media_flow(
+        self, session_id: str, participant_id: str, kind: MediaKind, flowing: bool,
+        ago_s: float,
+    ) -> None:
+        await self._hub.submit(session_id, c.SYSTEM,
+                               c.ReportMediaFlow(participant_id, kind, flowing, ago_s))
+
+    async def talk_time(self, session_id: str, seconds: Mapping[str, float]) -> None:
+        await self._hub.submit(session_id, c.SYSTEM, c.ReportTalk(dict(seconds)))
 
     async def media_reset(self, session_id: str, participant_id: str) -> None:
         await self._fanout.to_participant(session_id, participant_id, "media_reset",
                                           {"reason": MEDIA_RESET_REASON})
+        # The relay that saw this participant's media is gone (a media worker restarted,
+        # or this node took the session over): whatever flowed there has stopped.
+        for kind in MEDIA_KINDS:
+            await self.media_flow(session_id, participant_id, kind, False, 0.0)
 
     def _lock(self, session_id: str, participant_id: str) -> asyncio.Lock:
         key = (session_id, participant_id)
@@ -129,14 +147,15 @@ class MediaCoordinator:
     # -- the per-session pump ---------------------------------------------------------------
 
     def _queue(self, session_id: str, plan: MediaPlan | None) -> None:
+        relay = self._relay
+        if relay is None:  # no plan exists before `attach`: the callers have returned already
+            return
         self._queued[session_id] = plan
         if session_id not in self._pumps:
-            task = asyncio.get_running_loop().create_task(self._pump(session_id))
+            task = asyncio.get_running_loop().create_task(self._pump(relay, session_id))
             self._pumps[session_id] = task
 
-    async def _pump(self, session_id: str) -> None:
-        relay = self._relay
-        assert relay is not None
+    async def _pump(self, relay: Relay, session_id: str) -> None:
         try:
             while session_id in self._queued:
                 plan = self._queued.pop(session_id)

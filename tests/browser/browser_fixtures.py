@@ -86,12 +86,16 @@ class Browser:
         self.browser = browser
         self.people: list[Person] = []
 
-    async def open(self, name: str, url: str, *, width: int = 1280, height: int = 860) -> Person:
+    async def open(self, name: str, url: str, *, width: int = 1280, height: int = 860,
+                   before: Callable[[Any], Awaitable[None]] | None = None) -> Person:
+        """A new participant's page at `url`; `before(page)` runs first (routes to set)."""
         context = await self.browser.new_context(
             viewport={"width": width, "height": height},
             permissions=["camera", "microphone"],
         )
         page = await context.new_page()
+        if before is not None:
+            await before(page)
         person = Person(name, page, context)
 
         def on_console(msg: Any) -> None:
@@ -153,6 +157,15 @@ PLAYING_JS = """async (pid) => {
   return {ok: v.videoWidth > 0 && v.currentTime > t0 && frames > 0,
           width: v.videoWidth, t0, t1: v.currentTime, frames};
 }"""
+
+
+async def handle_of(therapist: Person, pid: str) -> str:
+    """What clients' pages call `pid` (their tiles' data-pid): read from a therapist's page."""
+    view = await therapist.debug("state()")
+    for p in [*view.get("participants", []), *view.get("waiting", [])]:
+        if p["id"] == pid:
+            return str(p["handle"])
+    raise AssertionError(f"{pid} is not in the therapist's view")
 
 
 async def sees_video(person: Person, pid: str, timeout: float = 20.0) -> dict[str, Any]:

@@ -44,7 +44,8 @@ async def test_the_page_renegotiates_after_its_media_worker_is_killed(
         await through_device_check(page)
         await therapist.wait_for(lambda s: len(s["waiting"]) == 1)
         assert (await therapist.call("admit", {"participant_id": "c1"}))["ok"]
-        await sees_video(page, "t1")
+        dr = therapist.handle_of("t1")  # what the client's page calls the therapist
+        await sees_video(page, dr)
 
         async def therapist_sees_ann() -> bool:
             stats = (await therapist.received()).get("c1")
@@ -59,7 +60,7 @@ async def test_the_page_renegotiates_after_its_media_worker_is_killed(
             return therapist.media_resets >= 1
 
         await wait_until(therapist_told, RESUME_WITHIN_S)
-        await sees_video(page, "t1", timeout=RESUME_WITHIN_S)
+        await sees_video(page, dr, timeout=RESUME_WITHIN_S)
         await wait_until(therapist_sees_ann, RESUME_WITHIN_S)
         resumed_s = time.monotonic() - killed_at
         print(f"browser media resumed {resumed_s:.2f} s after the worker was killed")

@@ -3,6 +3,7 @@ one-minute warning), and automatic logoff of idle pages."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import pytest
@@ -14,7 +15,7 @@ from .test_web_client import join_link, publish_doc_shot, through_device_check
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-TOKEN_JS = "() => sessionStorage.getItem('circle.token')"
+TOKEN_JS = "() => sessionStorage.getItem('circle.token')"  # noqa: S105 (JS that reads it)
 
 
 async def set_idle(person: Person, **ms: int) -> None:
@@ -114,6 +115,12 @@ async def test_waiting_room_messages_then_automatic_breakouts_rotate_extend_save
     for person in (ann, bob):
         await banners[person.name].locator(".role-name").get_by_text(
             other[roles[person.name]], exact=True).wait_for()
+
+    # Swap (role reversal) in the room: protagonist and antagonist trade back.
+    await planner.get_by_role("button", name=re.compile("^Swap protagonist and antagonist")).click()
+    for person in (ann, bob):
+        await banners[person.name].locator(".role-name").get_by_text(
+            roles[person.name], exact=True).wait_for()
 
     # Extend by 5 minutes: ends_at moves later and the client's countdown follows.
     before = await ends_at(ann)

@@ -11,7 +11,16 @@ import pytest
 from tests.integration.media_fixtures import Counter, advance
 from tests.integration.server_fixtures import Api, api, server  # noqa: F401
 
-from .browser_fixtures import ROOT, SHOTS, Browser, Person, chromium, eventually, sees_video  # noqa: F401
+from .browser_fixtures import (  # noqa: F401
+    ROOT,
+    SHOTS,
+    Browser,
+    Person,
+    chromium,
+    eventually,
+    handle_of,
+    sees_video,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -91,10 +100,16 @@ async def test_waiting_admit_see_each_other_mute_chat_late_joiner_reconnect(
 
     cp = client.page
     await cp.get_by_role("toolbar", name="Your controls").wait_for()
-    shown = await asyncio.gather(sees_video(therapist, "c1"), sees_video(client, "t1"))
+    dr = await handle_of(therapist, "t1")  # clients know peers by handle, never by id
+    shown = await asyncio.gather(sees_video(therapist, "c1"), sees_video(client, dr))
     assert all(s["width"] > 0 for s in shown), shown
+    # And hear each other: the therapist's audio (renumbered by the relay's first offer,
+    # Chrome's opus 111 becomes 96) reaches the client as Ann's reaches the therapist.
+    await asyncio.gather(advance(25, audio_packets(client, dr), timeout=15, interval=0.1),
+                         advance(25, audio_packets(therapist, "c1"), timeout=15, interval=0.1))
     # Peers see first names only; the therapist sees the full name.
-    assert await cp.locator('figure[data-pid="t1"] .name').text_content() == "Dr"
+    assert await cp.locator(f'figure[data-pid="{dr}"] .name').text_content() == "Dr"
+    assert await cp.locator('figure[data-pid="t1"]').count() == 0
     assert await tp.locator('figure[data-pid="c1"] .name').text_content() == "Ann Lee"
 
     # Chat is plain text: markup arrives as literal characters, never as elements.
@@ -111,8 +126,12 @@ async def test_waiting_admit_see_each_other_mute_chat_late_joiner_reconnect(
     late = await chromium.open("late", await join_link(api, sid, "c2", "Bob Stone"))
     await through_device_check(late)
     await tp.get_by_role("button", name="Admit Bob Stone").click()
-    await asyncio.gather(sees_video(late, "t1"), sees_video(late, "c1"),
-                         sees_video(therapist, "c2"), sees_video(client, "c2"))
+    ann, bob = await handle_of(therapist, "c1"), await handle_of(therapist, "c2")
+    await asyncio.gather(sees_video(late, dr), sees_video(late, ann),
+                         sees_video(therapist, "c2"), sees_video(client, bob))
+    await asyncio.gather(*(advance(25, audio_packets(viewer, publisher), timeout=15, interval=0.1)
+                           for viewer, publisher in ((late, dr), (late, ann),
+                                                     (therapist, "c2"), (client, bob))))
     await therapist.shot("04-session-therapist")
     await client.shot("05-session-client")
     publish_doc_shot("04-session-therapist")
@@ -141,7 +160,7 @@ async def test_waiting_admit_see_each_other_mute_chat_late_joiner_reconnect(
     await late.debug("drop()")
     await late.page.get_by_text("Connection lost: reconnecting").wait_for()
     await late.page.get_by_text("Connection lost: reconnecting").wait_for(state="hidden")
-    await sees_video(late, "t1")
+    await sees_video(late, dr)
     await sees_video(therapist, "c2")
 
     await late.page.get_by_role("button", name="Leave").click()
@@ -196,11 +215,12 @@ async def test_therapist_plans_and_opens_breakouts_client_sees_role_scenario_cou
     tp = therapist.page
     await tp.get_by_role("button", name="Admit all (1)").click()
     await client.page.get_by_role("toolbar", name="Your controls").wait_for()
-    await sees_video(client, "t1")
+    dr = await handle_of(therapist, "t1")
+    await sees_video(client, dr)
 
     async def hears_c1() -> bool:
         stats = await therapist.debug("inbound()")
-        return stats.get("c1", {}).get("audio", 0) > 0 and stats["c1"]["video"] == 0
+        return bool(stats.get("c1", {}).get("audio", 0) > 0 and stats["c1"]["video"] == 0)
 
     await eventually(hears_c1, 15, "therapist hears the audio-only client")
     await tp.locator('figure[data-pid="c1"].video-off').wait_for()
@@ -236,10 +256,10 @@ async def test_therapist_plans_and_opens_breakouts_client_sees_role_scenario_cou
     # The therapist visits the room (and sees and hears it there), then goes back.
     await planner.get_by_role("button", name="Visit Kitchen table").click()
     await tp.get_by_role("region", name="Your breakout room").wait_for()
-    await sees_video(client, "t1")
+    await sees_video(client, dr)
     await planner.get_by_role("button", name="Back to the main room").click()
     await tp.get_by_role("region", name="Your breakout room").wait_for(state="hidden")
-    await cp.locator('figure[data-pid="t1"]').wait_for(state="detached")
+    await cp.locator(f'figure[data-pid="{dr}"]').wait_for(state="detached")
 
     await planner.get_by_label("Broadcast to all rooms").fill("Two minutes left")
     await planner.get_by_role("button", name="Broadcast", exact=True).click()

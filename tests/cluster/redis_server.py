@@ -56,7 +56,8 @@ class RedisServer:
     async def start(self) -> None:
         self._workdir.mkdir(parents=True, exist_ok=True)
         for _ in range(5):
-            self._process = subprocess.Popen(
+            # Popen returns once redis-server is forked; readiness is awaited just below.
+            self._process = subprocess.Popen(  # noqa: ASYNC220
                 [self._binary, "--bind", "127.0.0.1", "--port", str(self.port),
                  "--save", "", "--appendonly", "no", "--dir", str(self._workdir)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -126,7 +126,8 @@ async def test_media_of_a_participant_on_the_other_node_goes_through_the_owner(
                 return all(p in stats and stats[p].video_frames > 0 for p in publishers)
             return check
 
-        await wait_until(sees(people["c1"], "t1", "c2"), timeout=30)
+        await wait_until(sees(people["c1"], *(people["t1"].handle_of(p) for p in ("t1", "c2"))),
+                         timeout=30)
         await wait_until(sees(people["t1"], "c1", "c2"), timeout=30)
 
         async def peers(node: CircleServer) -> float:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from client.media import MediaPeer, ReceivedStats
 from server.media.relay import MediaRelay
@@ -74,11 +75,21 @@ class Harness:
     relay: MediaRelay = field(init=False)
     peers: dict[str, MediaPeer] = field(default_factory=dict)
     published: dict[str, frozenset[MediaKind]] = field(default_factory=dict)
+    flows: list[tuple[str, MediaKind, bool]] = field(default_factory=list)
+    """The relay's flow reports, in order: (participant, kind, flowing)."""
     offers_sent: int = 0
+    flow_sample_s: float = 2.0
+    """The relay's flow sampling interval (RelaySettings.flow_sample_s)."""
+    talk_report_s: float = 5.0
+    """The relay's talk-time reporting interval (RelaySettings.talk_report_s)."""
+    talk: dict[str, float] = field(default_factory=dict)
+    """The relay's talk-time reports, summed: seconds spoken per participant."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.relay = MediaRelay(self, RelaySettings.for_loopback())
+        settings = replace(RelaySettings.for_loopback(), flow_sample_s=self.flow_sample_s,
+                           talk_report_s=self.talk_report_s)
+        self.relay = MediaRelay(self, settings)
 
     # RelayListener
     async def send_signal(
@@ -100,10 +111,22 @@ class Harness:
     ) -> None:
         self.published[participant_id] = kinds
 
+    async def media_flow(
+        self, session_id: str, participant_id: str, kind: MediaKind, flowing: bool,
+        ago_s: float,
+    ) -> None:
+        self.flows.append((participant_id, kind, flowing))
+
+    async def talk_time(self, session_id: str, seconds: Mapping[str, float]) -> None:
+        for pid, spoke in seconds.items():
+            self.talk[pid] = self.talk.get(pid, 0.0) + spoke
+
     # driving
-    async def join(self, pid: str, audio: bool = True, video: bool = True) -> MediaPeer:
-        """Create a client and run its first offer/answer through the relay."""
-        peer = MediaPeer(publish_audio=audio, publish_video=video, loopback=True)
+    async def join(self, pid: str, audio: bool = True, video: bool = True,
+                   **options: Any) -> MediaPeer:
+        """Create a client and run its first offer/answer through the relay (`options`:
+        more `MediaPeer` arguments, e.g. `publish_screen`, `audio_amplitude`)."""
+        peer = MediaPeer(publish_audio=audio, publish_video=video, loopback=True, **options)
         self.peers[pid] = peer
         answer = await self.relay.signal(SESSION, pid, "offer", await peer.create_offer())
         assert answer is not None

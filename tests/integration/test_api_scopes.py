@@ -71,7 +71,8 @@ class Call:
     scope: Scope
     method: str
     path: str
-    """With {sid}, {token} (a live client invite) and {attendance} filled in per test."""
+    """With {sid}, {token} (a live client invite), {attendance} and {totals} (queries for
+    the session's day) filled in per test."""
     body: dict[str, Any] | None
     ok: int
 
@@ -84,6 +85,9 @@ CALLS = [
     Call("schedule", "DELETE", "/api/v1/sessions/{sid}/invites/{token}", None, 200),
     Call("schedule", "PUT", "/api/v1/sessions/{sid}/breakout-plan", PLAN, 200),
     Call("attendance", "GET", "{attendance}", None, 200),
+    Call("attendance", "GET", "/api/v1/attendance?session={sid}", None, 200),
+    Call("attendance", "GET", "{totals}", None, 200),
+    Call("attendance", "GET", "/api/v1/disclosures", None, 200),
     Call("admin", "GET", "/api/v1/nodes", None, 200),
     Call("admin", "GET", "/api/v1/keys", None, 200),
     Call("admin", "POST", "/api/v1/keys", {"name": "made in a test", "scopes": ["attendance"]},
@@ -96,7 +100,9 @@ async def attempt(api: Api, secret: str, call: Call) -> tuple[int, Any]:
     """`call` with `secret`, on a session of its own (so refusals and successes never meet)."""
     sid = await api.create_session()
     token = (await api.invite(sid, "c-revoke", "Rae Voke"))["token_id"]
-    path = call.path.format(sid=sid, token=token, attendance=api.attendance_query(sid))
+    attendance = api.attendance_query(sid)
+    totals = attendance.replace("/attendance?", "/attendance/totals?")
+    path = call.path.format(sid=sid, token=token, attendance=attendance, totals=totals)
     body = call.body
     if body is not None and call.path == "/api/v1/sessions":
         body = {**body, "starts_at": iso(now() - timedelta(minutes=1))}

@@ -156,8 +156,12 @@ async def test_no_participant_receives_media_from_another_room(api: Api) -> None
     everyone = {"t1": therapist, **clients}
     rng = random.Random(20261125)
 
+    # Clients know their peers by handle: read every count by participant id.
+    ids = {therapist.handle_of(pid): pid for pid in everyone}
+
     async def counts() -> dict[str, dict[str, int]]:
-        return {pid: {src: st.audio_packets for src, st in (await c.received()).items()}
+        return {pid: {ids.get(src, src): st.audio_packets
+                      for src, st in (await c.received()).items()}
                 for pid, c in everyone.items()}
 
     def same_room_clock(where: dict[str, str], since: dict[str, dict[str, int]]) -> Counter:

@@ -37,8 +37,10 @@ async def test_command_line_client_joins_and_reports(api: Api) -> None:
     text = out.decode()
     assert process.returncode == 0, err.decode()
     assert "waiting" in text and "admitted in main" in text
-    assert "received from t1:" in text
-    frames = int(text.split("received from t1: ")[1].split(" video frames")[0])
+    # A client knows peers by first name and handle, never by participant id.
+    dr = f"received from Dr ({therapist.handle_of('t1')}): "
+    assert dr in text and "t1" not in text, text
+    frames = int(text.split(dr)[1].split(" video frames")[0])
     assert frames > 0, text
 
 

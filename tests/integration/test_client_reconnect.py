@@ -101,7 +101,7 @@ async def test_a_restart_on_another_address_keeps_the_seat_and_media(
         await therapist.wait_for(lambda s: [w["id"] for w in s["waiting"]] == ["c1"])
         assert (await therapist.call("admit", {"participant_id": "c1"}))["ok"]
         await ann.wait_for(lambda s: s["you"]["status"] == "admitted")
-        await eventually(hears(ann, "t1"))
+        await eventually(hears(ann, therapist.handle_of("t1")))
         fresh = {client: FreshViews(client) for client in (ann, therapist)}
 
         srv.stop()  # SIGTERM: the node drains (`reconnect`), then closes every socket
@@ -119,7 +119,7 @@ async def test_a_restart_on_another_address_keeps_the_seat_and_media(
         ), timeout=20)
         assert fresh[therapist].latest()["waiting"] == [], "no new admit"
         # Media started over on the new connection, as after a media_reset.
-        await eventually(hears(ann, "t1"))
+        await eventually(hears(ann, therapist.handle_of("t1")))
         await eventually(hears(therapist, "c1"))
     finally:
         await settle(therapist, ann)

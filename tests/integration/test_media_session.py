@@ -10,7 +10,7 @@ import pytest
 
 from client.participant import CircleClient, MediaOptions
 
-from .media_fixtures import advance
+from .media_fixtures import advance, wait_until
 from .server_fixtures import Api, CircleServer, module_server, settle
 
 pytestmark = pytest.mark.integration
@@ -21,8 +21,12 @@ AV = MediaOptions(audio=True, video=True)
 @pytest.fixture(scope="module", params=["0", "2"], ids=["in-process relay", "2 media workers"])
 def server(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[CircleServer]:
-    """Every media test runs against both relay modes (CIRCLE_MEDIA_WORKERS=0 and 2)."""
-    yield from module_server(tmp_path_factory, CIRCLE_MEDIA_WORKERS=request.param)
+    """Every media test runs against both relay modes (CIRCLE_MEDIA_WORKERS=0 and 2).
+
+    The relay samples media flows every half second (default 2 s), so that the minutes of
+    media behind `modality` add up within the few seconds a test lasts."""
+    yield from module_server(tmp_path_factory, CIRCLE_MEDIA_WORKERS=request.param,
+                             CIRCLE_MEDIA_FLOW_SAMPLE_S="0.5")
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
@@ -46,6 +50,30 @@ def sees(
     return check
 
 
+async def modalities(api: Api, sid: str) -> dict[str, str]:
+    status, data = await api.request(
+        "GET", api.attendance_query(sid, session=sid, format="json")
+    )
+    assert status == 200
+    return {r["participant_id"]: r["modality"] for r in data["rows"]}
+
+
+async def recorded_as(api: Api, sid: str, expected: dict[str, str]) -> None:
+    """Wait until the live session's export says `expected`: modality follows the minutes
+    of media, which take a moment to outweigh the time before the media started. Ending
+    the session then keeps it (media and presence end together)."""
+
+    async def check() -> bool:
+        return await modalities(api, sid) == expected
+
+    await wait_until(check, timeout=20, interval=0.25)
+
+
+def handles(therapist: CircleClient, *participant_ids: str) -> list[str]:
+    """What clients call these participants (and the relay names their streams)."""
+    return [therapist.handle_of(pid) for pid in participant_ids]
+
+
 async def admitted_group(api: Api, sid: str, clients: list[tuple[str, str, MediaOptions]]
                          ) -> tuple[CircleClient, list[CircleClient]]:
     therapist = await api.join(sid, "t1", "Dr Kim Park", role="therapist", media=AV)
@@ -62,19 +90,18 @@ async def test_three_participants_see_and_hear_each_other(api: Api) -> None:
     )
     try:
         await eventually(sees(therapist, "c1", "c2"))
-        await eventually(sees(ann, "t1", "c2"))
-        await eventually(sees(bob, "t1", "c1"))
-        await eventually(sees(ann, "t1", "c2", kind="audio"))
-        assert "c1" not in await ann.received(), "nobody receives themself"
+        await eventually(sees(ann, *handles(therapist, "t1", "c2")))
+        await eventually(sees(bob, *handles(therapist, "t1", "c1")))
+        await eventually(sees(ann, *handles(therapist, "t1", "c2"), kind="audio"))
+        heard = set(await ann.received())
+        assert heard == set(handles(therapist, "t1", "c2")), "nobody receives themself"
+        assert not heard & {"t1", "c1", "c2"}, "a client knows peers by handle, never by id"
+        everyone = {"t1": "audio-video", "c1": "audio-video", "c2": "audio-video"}
+        await recorded_as(api, sid, everyone)
+        assert (await therapist.call("end"))["ok"]
     finally:
         await settle(therapist, ann, bob)
-    status, data = await api.request(
-        "GET", api.attendance_query(sid, session=sid, format="json")
-    )
-    assert status == 200
-    assert {r["participant_id"]: r["modality"] for r in data["rows"]} == {
-        "t1": "audio-video", "c1": "audio-video", "c2": "audio-video"
-    }
+    assert await modalities(api, sid) == everyone
 
 
 async def test_h264_publisher_is_forwarded_without_transcoding(api: Api) -> None:
@@ -84,7 +111,7 @@ async def test_h264_publisher_is_forwarded_without_transcoding(api: Api) -> None
     therapist, (ann,) = await admitted_group(api, sid, [("c1", "Ann Lee", h264)])
     try:
         await eventually(sees(therapist, "c1"))
-        await eventually(sees(ann, "t1"))
+        await eventually(sees(ann, therapist.handle_of("t1")))
         assert ann.media is not None
         local = ann.media.peer_connection.localDescription.sdp
         (sending,) = [m for m in local.split("\r\nm=")
@@ -104,15 +131,12 @@ async def test_audio_only_client_is_recorded_as_audio_only(api: Api) -> None:
     )
     try:
         await eventually(sees(therapist, "c1", kind="audio"))
-        await eventually(sees(ann, "t1"))
+        await eventually(sees(ann, therapist.handle_of("t1")))
+        await recorded_as(api, sid, {"t1": "audio-video", "c1": "audio-only"})
+        assert (await therapist.call("end"))["ok"]
     finally:
         await settle(therapist, ann)
-    status, data = await api.request(
-        "GET", api.attendance_query(sid, session=sid, format="json")
-    )
-    assert status == 200
-    modality = {r["participant_id"]: r["modality"] for r in data["rows"]}
-    assert modality == {"t1": "audio-video", "c1": "audio-only"}
+    assert await modalities(api, sid) == {"t1": "audio-video", "c1": "audio-only"}
 
 
 async def test_therapist_mute_is_enforced_at_the_relay(api: Api) -> None:
@@ -121,20 +145,21 @@ async def test_therapist_mute_is_enforced_at_the_relay(api: Api) -> None:
         api, sid, [("c1", "Ann Lee", AV), ("c2", "Bob Stone", AV)]
     )
     try:
-        await eventually(sees(bob, "c1"))
-        await eventually(sees(bob, "c1", kind="audio"))
+        ann_at_bob = therapist.handle_of("c1")
+        await eventually(sees(bob, ann_at_bob))
+        await eventually(sees(bob, ann_at_bob, kind="audio"))
         ack = await therapist.call("mute", {"participant_id": "c1", "kind": "video",
                                             "muted": True})
         assert ack["ok"]
         # Ann's client keeps sending video (it ignores the mute); the relay must drop it.
         # The window is Ann's audio reaching Bob (~50 packets/s), which must keep flowing.
         async def ann_audio_at_bob() -> int:
-            return int((await bob.received())["c1"].audio_packets)
+            return int((await bob.received())[ann_at_bob].audio_packets)
 
         await advance(15, ann_audio_at_bob, timeout=15)  # packets in flight drain
-        before = (await bob.received())["c1"]
+        before = (await bob.received())[ann_at_bob]
         await advance(50, ann_audio_at_bob, timeout=15)  # ~1 s of audio
-        after = (await bob.received())["c1"]
+        after = (await bob.received())[ann_at_bob]
         assert after.video_packets == before.video_packets, "muted video still forwarded"
         assert after.audio_packets > before.audio_packets, "audio must keep flowing"
     finally:
@@ -159,13 +184,13 @@ async def test_late_joiner_gets_a_picture_within_a_second(api: Api) -> None:
     therapist, (ann,) = await admitted_group(api, sid, [("c1", "Ann Lee", AV)])
     late = None
     try:
-        await eventually(sees(ann, "t1"))
+        await eventually(sees(ann, therapist.handle_of("t1")))
         late = await api.join(sid, "c2", "Bob Stone", media=AV)
         await therapist.wait_for(lambda s: len(s["waiting"]) == 1)
         assert (await therapist.call("admit", {"participant_id": "c2"}))["ok"]
         await late.wait_for(lambda s: s["you"]["status"] == "admitted")
         admitted_at = time.monotonic()
-        await eventually(sees(late, "t1", "c1"), timeout=10)
+        await eventually(sees(late, *handles(therapist, "t1", "c1")), timeout=10)
         stats = await late.received()
         first = max(s.first_video_frame_at or 0 for s in stats.values())
         assert first - admitted_at < 1.0, f"first picture after {first - admitted_at:.2f}s"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import os
 import pwd
@@ -23,21 +22,17 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import socketio
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.ci import unavailable
+from tests.tls import self_signed
 
-from .server_fixtures import GRACE_S, Api, CircleServer
+from .server_fixtures import GRACE_S, Api, CircleServer, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -60,24 +55,6 @@ def replace(text: str, old: str, new: str, times: int) -> str:
     """`text` with `old` replaced, failing if the config no longer has it `times` times."""
     assert text.count(old) == times, f"{CONF.name}: expected {old!r} {times} times"
     return text.replace(old, new)
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    issued = datetime.now(UTC) - timedelta(days=1)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(issued).not_valid_after(issued + timedelta(days=7))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def render(prefix: Path, nodes: tuple[str, str] | None = None,
@@ -164,21 +141,11 @@ def start_nginx(nginx: str, prefix: Path, nodes: tuple[str, str]
                     ("127.0.0.1", ports[1]), timeout=1):
                 return process, ports
             time.sleep(0.05)
-        stop(process)
+        stop_process(process)
         log_text = (prefix / "nginx.log").read_text()
         if "Address already in use" not in log_text:
             raise AssertionError(f"nginx did not start:\n{log_text}")
     raise AssertionError("nginx found no free port in 3 tries")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +167,7 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
                     prefix)
     finally:
         if process is not None:
-            stop(process)
+            stop_process(process)
         for srv in servers:
             srv.stop()
 

@@ -93,7 +93,9 @@ def test_the_readme_walkthrough_runs_as_written(served: tuple[Path, str],
     if offset:
         date_shim(tmp_path / "bin", offset)
         env["PATH"] = f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}"
-    done = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True,
+    bash = shutil.which("bash")
+    assert bash is not None
+    done = subprocess.run([bash, "-c", script], cwd=work, env=env, capture_output=True,
                           text=True, timeout=WALKTHROUGH_TIMEOUT_S)
     out = done.stdout
     assert done.returncode == 0, f"stdout:\n{out}\nstderr:\n{done.stderr}"

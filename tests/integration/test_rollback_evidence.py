@@ -361,6 +361,7 @@ async def test_a_tampered_checkpoint_stops_the_server_and_verify_names_it(
         srv.start()
     assert srv.process is not None and srv.process.wait(30) == 1
     assert "signature does not verify" in srv.log_text()
+    assert "Traceback" not in srv.log_text(), "a refusal in plain words"
     assert primary.read_text() == json.dumps(doc), "the evidence is left as it was"
     done = srv.cli("verify")
     assert done.returncode == 1

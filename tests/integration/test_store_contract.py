@@ -322,6 +322,45 @@ async def test_verify_reports_progress(database: Database, keyring: KeyRing) -> 
     assert seen == [("s_a", 2), ("s_b", 5)]
 
 
+async def test_streams_are_read_in_batches_as_one_by_one(
+    database: Database, keyring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.storage import ledger_store
+
+    monkeypatch.setattr(ledger_store, "BATCH_STREAMS", 2)  # several IN lists
+    ledger = Ledger(database.ledger, keyring)
+    for n, stream in enumerate(("s_a", "s_b", "s_c"), start=1):
+        await ledger.append(stream, 1, _events(n))
+    streams = ["s_c", "s_none", "s_a", "s_b", "s_a"]
+    together = await database.ledger.read_streams(streams)
+    assert set(together) == set(streams)
+    for stream in streams:
+        assert together[stream] == await database.ledger.read_stream(stream), stream
+    heads = await database.ledger.heads_of(streams)
+    assert set(heads) == {"s_a", "s_b", "s_c"}
+    assert heads["s_b"] == await database.ledger.head("s_b")
+    loaded = await ledger.load_many(streams)
+    assert [len(loaded[s].records) for s in streams] == [3, 0, 1, 2, 1]
+    assert await ledger.head_positions(["s_b", "s_none"]) == {
+        "s_b": (heads["s_b"].seq, heads["s_b"].mac)}
+
+
+async def test_sealed_rows_are_stored_and_never_moved_back(database: Database) -> None:
+    from server.storage.rows_cache_store import SealedRows
+
+    store = database.attendance_rows
+    first = SealedRows("s_a", 10, "k1", b"n" * 12, b"\x00rows at 10")
+    await store.put_many([first, SealedRows("s_b", 3, "k1", b"m" * 12, b"b")])
+    assert await store.get_many(["s_a", "s_none"]) == {"s_a": first}
+    newer = SealedRows("s_a", 12, "k2", b"o" * 12, b"rows at 12")
+    await store.put_many([newer])
+    await store.put_many([first])  # an export that read the stream earlier, finishing later
+    assert (await store.get_many(["s_a"]))["s_a"] == newer
+    assert await store.clear() == 2
+    assert await store.get_many(["s_a", "s_b"]) == {}
+    await store.put_many([])
+
+
 # -- session index -----------------------------------------------------------------------
 
 

@@ -44,11 +44,14 @@ def test_a_key_allows_its_scopes_and_admin_allows_all() -> None:
     assert [s for s in SCOPES if key("attendance").allows(s)] == ["attendance"]
 
 
-def test_only_client_invites_are_schedule_work() -> None:
+def test_only_client_and_family_invites_are_schedule_work() -> None:
     assert invite_scope("client") == "schedule"
-    clinician_roles = [r for r in get_args(ParticipantRole) if r != "client"]
-    assert clinician_roles, "the therapist role at least"
+    assert invite_scope("family") == "schedule", "a relative waits to be admitted, like a client"
+    clinician_roles = [r for r in get_args(ParticipantRole) if r not in ("client", "family")]
+    assert set(clinician_roles) >= {"therapist", "co_therapist"}
     assert {invite_scope(r) for r in clinician_roles} == {"therapist-invites"}
+    # A role nobody has classified yet is a clinician's until decided otherwise.
+    assert invite_scope("supervisor") == "therapist-invites"  # type: ignore[arg-type]
 
 
 def test_every_api_route_is_registered_with_its_scopes() -> None:
@@ -65,3 +68,5 @@ def test_every_api_route_is_registered_with_its_scopes() -> None:
     by_route = {(m, p): s for m, p, s, _ in API_ROUTES}
     assert by_route["GET", "/api/v1/nodes"] == ("admin",)
     assert {by_route[m, p] for m, p in by_route if p.startswith("/api/v1/keys")} == {("admin",)}
+    for records in ("/api/v1/attendance", "/api/v1/attendance/totals", "/api/v1/disclosures"):
+        assert by_route["GET", records] == ("attendance",), records

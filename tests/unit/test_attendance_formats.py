@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from server.attendance import (
     COLUMNS,
@@ -23,11 +25,15 @@ from server.attendance import (
     weekly_totals_to_csv,
     weekly_totals_to_json,
 )
+from server.attendance.formats import _CELL_BY_TYPE, _csv_cell
 
 CONTRACT_HEADER = (
     "session_id,service_date,program,kind,participant_id,display_name,role,time_in,time_out,"
     "minutes_present,minutes_waiting,disconnects,modality,breakout_rooms,breakout_roles,status"
 )
+BILLING_COLUMNS = ("service", "billable", "place_of_service", "patient_region",
+                   "telehealth_consent")
+"""Issue 13's columns, appended after the contract's (other extensions may follow them)."""
 
 
 def row(**changes: object) -> AttendanceRow:
@@ -57,14 +63,17 @@ def parse(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def test_csv_header_is_exactly_the_contract_columns_in_order() -> None:
+def test_csv_header_is_the_contract_columns_in_order_then_the_appended_ones() -> None:
     text = to_csv([row()])
-    assert text.splitlines()[0] == CONTRACT_HEADER
-    assert tuple(CONTRACT_HEADER.split(",")) == COLUMNS
+    contract = tuple(CONTRACT_HEADER.split(","))
+    assert text.splitlines()[0] == ",".join(COLUMNS)
+    assert COLUMNS[: len(contract)] == contract, "nothing renamed, reordered or inserted"
+    extensions = COLUMNS[len(contract):]
+    assert [c for c in extensions if c in BILLING_COLUMNS] == list(BILLING_COLUMNS)
 
 
 def test_csv_of_no_rows_is_just_the_header() -> None:
-    assert to_csv([]) == CONTRACT_HEADER + "\r\n"
+    assert to_csv([]) == ",".join(COLUMNS) + "\r\n"
 
 
 def test_csv_values() -> None:
@@ -86,6 +95,14 @@ def test_csv_values() -> None:
         "breakout_rooms": "Room 1;Room 2",
         "breakout_roles": "protagonist;observer",
         "status": "present",
+        "service": "",
+        "billable": "false",
+        "place_of_service": "",
+        "patient_region": "",
+        "telehealth_consent": "",
+        "minutes_video": "0.00",
+        "minutes_audio": "0.00",
+        "minutes_speaking": "0.00",
     }
 
 
@@ -189,3 +206,13 @@ def test_totals_csv_and_json() -> None:
     assert wj["weekly"][0]["iso_week"] == "2024-W19"
     json.dumps(dj)
     json.dumps(wj)
+
+
+@given(st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(),
+    st.decimals(allow_nan=False, allow_infinity=False, places=2), st.dates(),
+    st.datetimes(timezones=st.just(UTC)), st.lists(st.text(), max_size=3).map(tuple),
+    st.lists(st.integers(), max_size=3),
+))
+def test_the_per_type_cell_formatters_agree_with_the_general_one(value: object) -> None:
+    assert _CELL_BY_TYPE[type(value)](value) == _csv_cell(value)

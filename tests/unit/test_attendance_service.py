@@ -187,3 +187,68 @@ async def test_as_of_reaches_the_projection(fakes: Fakes) -> None:
     fakes.ledger["s-tue"] = fakes.ledger["s-tue"][:-1]  # not ended yet
     rows = await fakes.service().export(date(2024, 5, 7), date(2024, 5, 7), as_of=mid)
     assert {r.minutes_present for r in rows} == {30}
+
+
+# -- what a request without dates means (docs/records.md) ---------------------------------
+
+
+async def test_a_session_alone_is_every_row_of_it_whatever_its_date(fakes: Fakes) -> None:
+    rows = await fakes.service().export(None, None, session_id="s-mon-eve", as_of=AS_OF)
+    assert {r.session_id for r in rows} == {"s-mon-eve"} and len(rows) == 3
+    assert fakes.loads == ["s-mon-eve"] and fakes.index_calls == []
+
+
+async def test_a_participant_alone_is_their_rows_over_all_time(fakes: Fakes) -> None:
+    rows = await fakes.service().export(None, None, participant_id="c1", as_of=AS_OF)
+    assert [r.session_id for r in rows] == ["s-sun", "s-mon-am", "s-mon-eve", "s-tue"]
+    assert fakes.index_calls == [(date.min, date.max)]
+
+
+async def test_one_bound_with_a_participant_is_open_on_the_other_side(fakes: Fakes) -> None:
+    since = await fakes.service().export(date(2024, 5, 6), None, participant_id="c1",
+                                         as_of=AS_OF)
+    assert [r.session_id for r in since] == ["s-mon-am", "s-mon-eve", "s-tue"]
+    until = await fakes.service().export(None, date(2024, 5, 5), participant_id="c1",
+                                         as_of=AS_OF)
+    assert [r.session_id for r in until] == ["s-sun"]
+    assert fakes.index_calls[-2:] == [(date(2024, 5, 5), date.max), (date.min, date(2024, 5, 6))]
+
+
+@pytest.mark.parametrize(("start", "end", "message"), [
+    (None, None, "missing query parameter from"),
+    (date(2024, 5, 1), None, "missing query parameter to"),
+    (None, date(2024, 5, 1), "missing query parameter from"),
+    (date(2024, 1, 1), date(2025, 1, 1), "at most 366 days"),
+])
+async def test_a_range_alone_needs_both_dates_within_a_year(
+    fakes: Fakes, start: date | None, end: date | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        await fakes.service().export(start, end, as_of=AS_OF)
+    assert fakes.loads == []
+
+
+async def test_a_leap_year_is_one_range(fakes: Fakes) -> None:
+    rows = await fakes.service().export(date(2024, 1, 1), date(2024, 12, 31), as_of=AS_OF)
+    assert len(rows) == 8
+
+
+async def test_program_filter_and_progress(fakes: Fakes) -> None:
+    fakes.ledger["s-op"] = session_records("s-op", at(2024, 5, 6, 12), [("c1", "client")],
+                                           program="OP")
+    fakes.index.append((date(2024, 5, 6), "s-op"))
+    seen: list[tuple[int, int]] = []
+    rows = await fakes.service().export(date(2024, 5, 6), date(2024, 5, 6), program="OP",
+                                        as_of=AS_OF, progress=lambda *p: seen.append(p))
+    assert [(r.session_id, r.program) for r in rows] == [("s-op", "OP")]
+    assert seen == [(5, 5)], "the index is read a day wider each side"
+
+
+async def test_progress_comes_per_batch(fakes: Fakes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.attendance import service
+
+    monkeypatch.setattr(service, "BATCH_SESSIONS", 2)
+    seen: list[tuple[int, int]] = []
+    await fakes.service().export(date(2024, 5, 5), date(2024, 5, 7), as_of=AS_OF,
+                                 progress=lambda *p: seen.append(p))
+    assert seen == [(2, 4), (4, 4)]

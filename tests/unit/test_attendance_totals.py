@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from server.attendance import AttendanceRow, Minimums, daily_totals, weekly_totals
+from server.attendance.totals import (
+    PeriodTotal,
+    period_of,
+    period_totals,
+    service_of,
+    whole_periods,
+)
 
 MONDAY = date(2024, 5, 6)
 
@@ -152,3 +162,96 @@ def test_minimums_can_be_overridden() -> None:
         False,
         1,
     )
+
+
+# -- per-client totals per period (GET /api/v1/attendance/totals) --------------------------
+
+
+def test_a_week_of_iop_meets_nine_hours_and_lists_its_services() -> None:
+    rows = [row(day(d), "180.00", session=s) for d, s in ((0, "a"), (2, "b"), (4, "c"))]
+    rows.append(row(day(1), "0.00", session="d"))  # a no-show: listed, 0 minutes
+    [week] = period_totals(rows, "week")
+    assert week == PeriodTotal(
+        participant_id="c1", display_name="Ana", program="IOP", period="2024-W19",
+        period_start=MONDAY, period_end=day(6), sessions=3, services=("group",),
+        minutes_present=Decimal("540.00"), days_attended=3,
+        minimum_minutes=Decimal(540), meets_minimum=True)
+    short = period_totals(rows[:2], "week")[0]
+    assert (short.minutes_present, short.meets_minimum) == (Decimal("360.00"), False)
+
+
+def test_days_use_the_daily_minimum_and_op_has_none() -> None:
+    rows = [row(MONDAY, "120.00"), row(MONDAY, "60.00", session="b"),
+            row(MONDAY, "45.00", pid="c2", program="OP")]
+    iop, op = period_totals(rows, "day")
+    assert (iop.period, iop.sessions, iop.days_attended, iop.minimum_minutes,
+            iop.meets_minimum) == ("2024-05-06", 2, 1, Decimal(180), True)
+    assert (op.program, op.minimum_minutes, op.meets_minimum) == ("OP", None, None)
+
+
+def test_services_come_from_the_row_or_its_kind() -> None:
+    plain = row(MONDAY, "60.00")
+    assert service_of(plain) == "group"
+
+    class WithService:  # a row of a build whose sessions carry a service
+        service = "medication_management"
+        kind = "individual"
+
+    assert service_of(WithService()) == "medication_management"  # type: ignore[arg-type]
+
+
+def test_weeks_are_monday_to_sunday_and_ranges_widen_to_them() -> None:
+    assert period_of(date(2024, 12, 31), "week") == ("2025-W01", date(2024, 12, 30),
+                                                      date(2025, 1, 5))
+    assert whole_periods(date(2024, 5, 1), date(2024, 5, 31), "week") == (
+        date(2024, 4, 29), date(2024, 6, 2))
+    assert whole_periods(date(2024, 5, 1), date(2024, 5, 31), "day") == (
+        date(2024, 5, 1), date(2024, 5, 31))
+
+
+def test_custom_minimums_apply() -> None:
+    strict = {"IOP": Minimums(daily=None, weekly=Decimal(600))}
+    [week] = period_totals([row(MONDAY, "590.00")], "week", strict)
+    assert (week.minimum_minutes, week.meets_minimum) == (Decimal(600), False)
+    [one_day] = period_totals([row(MONDAY, "590.00")], "day", strict)
+    assert one_day.meets_minimum is None
+
+
+totals_rows = st.lists(
+    st.builds(
+        row,
+        st.integers(0, 27).map(day),
+        st.decimals(min_value=0, max_value=300, places=2).map(str)
+        | st.just("0.00"),
+        pid=st.sampled_from(["c1", "c2", "t1"]),
+        program=st.sampled_from(["IOP", "PHP", "OP"]),
+        session=st.sampled_from(["a", "b", "c"]),
+        role=st.sampled_from(["client", "client", "therapist"]),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(totals_rows, st.sampled_from(["day", "week"]))
+def test_totals_are_exactly_the_sums_of_the_rows(rows: list[AttendanceRow], period: str) -> None:
+    totals = period_totals(rows, period)  # type: ignore[arg-type]
+    clients = [r for r in rows if r.role == "client"]
+    for total in totals:
+        mine = [r for r in clients if r.participant_id == total.participant_id
+                and r.program == total.program
+                and total.period_start <= r.service_date <= total.period_end]
+        attended = [r for r in mine if r.minutes_present > 0]
+        assert mine, "no total without a row"
+        assert total.minutes_present == sum((r.minutes_present for r in mine), Decimal(0))
+        assert total.sessions == len(attended)
+        assert total.days_attended == len({r.service_date for r in attended})
+        assert total.services == tuple(sorted({r.kind for r in attended}))
+        if total.minimum_minutes is None:
+            assert total.meets_minimum is None
+        else:
+            assert total.meets_minimum == (total.minutes_present >= total.minimum_minutes)
+    assert sum((t.minutes_present for t in totals), Decimal(0)) == sum(
+        (r.minutes_present for r in clients), Decimal(0)), "every client row counted once"
+    keys = [(t.participant_id, t.program, t.period_start) for t in totals]
+    assert keys == sorted(set(keys))

@@ -10,7 +10,12 @@ from hypothesis import strategies as st
 
 from signaling.core import commands as c
 from signaling.core import events as e
-from signaling.core.breakouts import GRACE_WHEN_TIME_RUNS_OUT, auto_rooms, rotate_roles
+from signaling.core.breakouts import (
+    GRACE_WHEN_TIME_RUNS_OUT,
+    auto_rooms,
+    rotate_roles,
+    swap_roles,
+)
 from signaling.core.media_plan import plan_for
 from signaling.core.model import MAIN_ROOM, BreakoutPlan, BreakoutRoom, PlannedRoom
 from signaling.core.session import next_deadline, replay
@@ -62,6 +67,41 @@ def test_rotation_passes_each_role_to_the_next_member() -> None:
     assert rotate_roles(room) == {"b": "protagonist", "c": "antagonist", "a": "observer"}
     alone = BreakoutRoom("r2", "B", "", ("a",), {"a": "protagonist"})
     assert rotate_roles(alone) == {"a": "protagonist"}
+
+
+def test_a_swap_exchanges_protagonist_and_antagonist_only() -> None:
+    room = BreakoutRoom("r1", "A", "", ("a", "b", "c"),
+                        {"a": "protagonist", "b": "double", "c": "antagonist"})
+    assert swap_roles(room) == {"a": "antagonist", "b": "double", "c": "protagonist"}
+    assert swap_roles(BreakoutRoom("r2", "B", "", ("a",), {"a": "protagonist"})) is None
+
+
+def test_breakout_swap_reverses_roles_in_one_room_and_rotate_keeps_its_meaning() -> None:
+    s = group(5)
+    plan = BreakoutPlan(minutes=10, rooms=(
+        PlannedRoom("Sister", "", ("c1", "c2", "c3"),
+                    {"c1": "protagonist", "c2": "antagonist", "c3": "double"}),
+        PlannedRoom("Boss", "", ("c4", "c5"), {"c4": "protagonist", "c5": "antagonist"}),
+    ))
+    s.ok(therapist(), c.OpenBreakouts(plan, seed=1))
+    sister = s.state.breakouts.rooms[0].id
+    s.ok(therapist(), c.SwapRoles(sister))
+    roles = {pid: p.breakout_role for pid, p in s.state.participants.items()}
+    assert (roles["c1"], roles["c2"], roles["c3"]) == ("antagonist", "protagonist", "double")
+    assert (roles["c4"], roles["c5"]) == ("protagonist", "antagonist"), "other rooms unchanged"
+    s.ok(therapist(), c.SwapRoles(sister))
+    assert s.state.participants["c1"].breakout_role == "protagonist", "swapping back"
+    s.ok(therapist(), c.RotateRoles())
+    assert s.state.participants["c2"].breakout_role == "protagonist", "rotate still cycles"
+    assert s.refused(therapist(), c.SwapRoles("r9")).code == "not_found"
+    assert s.refused(client("c1"), c.SwapRoles(sister)).code == "forbidden"
+
+
+def test_a_room_without_both_roles_cannot_swap() -> None:
+    s = group()
+    s.ok(therapist(), c.OpenBreakouts(PLAN, seed=1))
+    boss = s.state.breakouts.rooms[1].id  # protagonist and observer
+    assert s.refused(therapist(), c.SwapRoles(boss)).code == "conflict"
 
 
 def group(n_clients: int = 4) -> Session:

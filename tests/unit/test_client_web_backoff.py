@@ -70,7 +70,9 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_web(compiled: Path, **inputs: Any) -> dict[str, Any]:
-    done = subprocess.run(["node", "--input-type=module", "-e", SCRIPT], cwd=compiled,
+    node = shutil.which("node")
+    assert node is not None, "the compiled fixture found node"
+    done = subprocess.run([node, "--input-type=module", "-e", SCRIPT], cwd=compiled,
                           input=json.dumps(inputs), capture_output=True, text=True, check=True)
     result: dict[str, Any] = json.loads(done.stdout)
     return result

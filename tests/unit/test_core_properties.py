@@ -27,7 +27,15 @@ def _actor(pid: str) -> c.Actor:
 
 
 pid = st.sampled_from(PIDS)
+device = st.sampled_from(["", "d1", "d2", "d3"])
+"""Seats' devices (hashes of resume secrets in real life): "" is a caller naming none."""
 step = st.one_of(
+    st.builds(lambda p, d, r: (p, c.Connect(p, f"N {p}", _role(p), f"tok-{p}",  # type: ignore[arg-type]
+                                            resume=r, device=d)), pid, device, device),
+    st.builds(lambda p, d: (p, c.Disconnect(p, d)), pid, device),
+    st.builds(lambda p, q, b: (p, c.DecideSecondDevice(q, b)), pid, pid, st.booleans()),
+    st.builds(lambda k, w: ("system", c.Recover(keep=frozenset(k), keep_pending=frozenset(w))),
+              st.sets(pid), st.sets(pid)),
     st.builds(lambda p: (p, c.Connect(p, f"N {p}", _role(p), f"tok-{p}")), pid),  # type: ignore[arg-type]
     st.builds(lambda p: (p, c.Disconnect(p)), pid),
     st.builds(lambda p: (p, c.Leave()), pid),
@@ -81,6 +89,9 @@ def test_invariants_hold_after_any_sequence(steps: list) -> None:  # type: ignor
         assert (p.waiting_since is not None) == (p.status == "waiting")
         if p.status in ("denied", "removed", "left"):
             assert not p.connected
+        if p.pending_device:
+            assert p.connected and p.status in ("waiting", "admitted"), "waits beside a seat"
+            assert p.pending_since is not None
     assert [ev.at for ev in s.events] == sorted(ev.at for ev in s.events)
     if s.state.ended:
         assert all(p.status not in ("waiting", "admitted") for p in s.state.participants.values())

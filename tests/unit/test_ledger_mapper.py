@@ -12,7 +12,7 @@ from cryptography.exceptions import InvalidTag
 from server.crypto.chain import genesis_mac, head_message, next_mac
 from server.crypto.keyring import KeyRing
 from server.crypto.sealing import seal, unseal
-from server.ledger import AUDIT_STREAM, Ledger, canonical_json
+from server.ledger import AUDIT_STREAM, Ledger, LedgerCorrupt, canonical_json
 from server.storage.ledger_store import SignedHead, StoredRecord
 from signaling.ports import EventLog, FencedOut, LedgerConflict
 
@@ -58,6 +58,14 @@ class MemoryLedgerStore:
         head = self.heads.get(stream)
         rows = sorted((r for (s, _), r in self.records.items() if s == stream), key=lambda r: r.seq)
         return head, [r for r in rows if head is None or r.seq <= head.seq]
+
+    async def heads_of(self, streams: Sequence[str]) -> dict[str, SignedHead]:
+        return {s: self.heads[s] for s in streams if s in self.heads}
+
+    async def read_streams(
+        self, streams: Sequence[str]
+    ) -> dict[str, tuple[SignedHead | None, list[StoredRecord]]]:
+        return {s: await self.read_stream(s) for s in streams}
 
     async def streams(self) -> list[str]:
         return sorted({s for s, _ in self.records} | set(self.heads))
@@ -232,3 +240,29 @@ async def test_the_audit_stream_is_never_fenced(ledger: Ledger) -> None:
         await ledger.claim_fence(AUDIT_STREAM)
     with pytest.raises(ValueError):
         await ledger.claim_fence("")
+
+
+async def test_load_many_is_load_of_each_stream(ledger: Ledger, store: MemoryLedgerStore) -> None:
+    await ledger.append("s_a", 1, [{"n": 1}, {"n": 2}])
+    await ledger.append("s_b", 1, [{"n": 3}])
+    loaded = await ledger.load_many(["s_b", "s_a", "s_none"])
+    assert {s: got.records for s, got in loaded.items()} == {
+        "s_a": [{"n": 1}, {"n": 2}], "s_b": [{"n": 3}], "s_none": []}
+    a_at = (2, store.heads["s_a"].mac)
+    assert (loaded["s_a"].position, loaded["s_none"].position) == (a_at, None)
+    assert await ledger.head_positions(["s_a", "s_none"]) == {"s_a": a_at}
+
+
+async def test_load_many_refuses_a_tampered_stream_like_load(
+    ledger: Ledger, store: MemoryLedgerStore
+) -> None:
+    await ledger.append("s_a", 1, [{"n": 1}])
+    await ledger.append("s_b", 1, [{"n": 2}, {"n": 3}])
+    row = store.records[("s_b", 2)]
+    store.records[("s_b", 2)] = StoredRecord(row.stream, row.seq, row.key_id, row.nonce,
+                                             bytes(len(row.ciphertext)), row.mac)
+    with pytest.raises(LedgerCorrupt) as bad:
+        await ledger.load_many(["s_a", "s_b"])
+    assert (bad.value.stream, bad.value.seq) == ("s_b", 2)
+    # The head did not move: a position check alone cannot see this (verify does).
+    assert (await ledger.head_positions(["s_b"]))["s_b"][0] == 2

@@ -1,9 +1,12 @@
-"""Join tokens are judged by the server's clock, whatever the machine's clock says."""
+"""Join tokens are judged by the server's clock, whatever the machine's clock says, and a
+join link carries nothing readable about the person it is for."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -46,3 +49,32 @@ def test_the_wall_clock_is_utc_plus_its_offset() -> None:
     after = datetime.now(UTC)
     assert moved.tzinfo is UTC
     assert before - timedelta(days=1) <= moved <= after - timedelta(days=1)
+
+
+def test_a_join_link_carries_nothing_readable_about_the_person() -> None:
+    tokens = service_at([datetime.now(UTC)])
+    issued = tokens.issue(session_id="s1", participant_id="MRN-0042137", name="Ann Lee",
+                          role="therapist", ttl_s=600)
+    body = base64.urlsafe_b64decode(issued.token.split(".")[1] + "==").decode()
+    for secret in ("MRN-0042137", "0042137", "Ann", "Lee", "therapist"):
+        assert secret not in body and secret not in issued.token
+    assert set(jwt.decode(issued.token, options={"verify_signature": False})) == {
+        "who", "sid", "jti", "aud", "iat", "exp"}
+    claims = tokens.verify(issued.token)
+    assert (claims.participant_id, claims.name, claims.role) == ("MRN-0042137", "Ann Lee",
+                                                                  "therapist")
+
+
+def test_a_sealed_who_moved_into_another_token_does_not_open() -> None:
+    """Same key, valid signature: only the `who` of another invite, which is bound to its
+    own session and token id."""
+    key = Ed25519PrivateKey.generate()
+    tokens = JoinTokenService(key, key.public_key())
+    therapist = tokens.issue(session_id="s1", participant_id="t1", name="Dr", role="therapist",
+                             ttl_s=600)
+    client = tokens.issue(session_id="s2", participant_id="c1", name="Ann", role="client",
+                          ttl_s=600)
+    forged = jwt.decode(client.token, options={"verify_signature": False})
+    forged["who"] = jwt.decode(therapist.token, options={"verify_signature": False})["who"]
+    with pytest.raises(TokenRejected, match=INVALID):
+        tokens.verify(jwt.encode(forged, key, algorithm="EdDSA"))

@@ -16,13 +16,14 @@ export function chatPanel(): [HTMLElement, HTMLElement] {
     if (!text) return;
     void emit("chat", { text }).then((a) => { if (a.ok) chatInput.value = ""; });
   } }, labelled("Message to the room", chatInput), h("button", { type: "submit", class: "secondary", text: "Send" }));
+  ui.chatForm = chatForm;
   return [ui.chatLog, chatForm];
 }
 
 /** A `chat` event from the server (ignored when no session screen is up). */
 export function addChat(m: ChatMessage): void {
   if (!ui.chatLog) return;
-  const mine = m.from === state.view?.you.id;
+  const mine = m.handle === state.view?.you.handle;
   ui.chatLog.append(h("li", { class: mine ? "mine" : "" },
     h("span", { class: "from", text: mine ? "You" : m.name }), ": ",
     h("span", { class: "text", text: m.text })));

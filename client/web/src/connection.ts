@@ -12,6 +12,8 @@ import { delayMs, isTransientRefusal, nodeFor, takesTurns } from "./backoff";
 import { h, setText } from "./dom";
 import type { Ack, SignalMessage } from "./media";
 import { dropMedia, ensureMedia } from "./mediaSession";
+import { e2eeKey, e2eeView, publicKey, ready as e2eeReady } from "./e2ee";
+import type { IncomingKey } from "./e2ee/keyManager";
 import { addChat } from "./chat";
 import { mergeNodes, pageNodes } from "./nodes";
 import { onNotice } from "./notices";
@@ -20,7 +22,7 @@ import { render, show } from "./screens/router";
 import { syncServerClock } from "./serverClock";
 import { app, state, ui } from "./state";
 import { toast } from "./toast";
-import { readNodes, sessionOf } from "./token";
+import { readNodes, readResume, sessionOf, storeResume } from "./token";
 import type { ChatMessage, Notice, View } from "./types";
 
 /** A banner that flashes for a moment reads as a glitch: once up, it stays this long. */
@@ -39,7 +41,8 @@ export function join(): void {
   link.nodes = link.given;
   link.lost = -1;
   link.attempt = 1;
-  open(nodeFor(0, -1, link.nodes.length));
+  // The page's e2ee key pair is made before the first connect (its public key goes along).
+  void e2eeReady.then(() => open(nodeFor(0, -1, link.nodes.length)));
 }
 
 /** One connection attempt to `link.nodes[index]`, on a socket of its own. */
@@ -47,8 +50,14 @@ function open(index: number): void {
   const link = state.link;
   const url = link.nodes[index];
   const session = sessionOf(state.token);
+  // The seat's secret, when this tab had one: the same browser takes its seat back at once.
+  const resume = readResume();
+  const auth: Record<string, string> = resume ? { token: state.token, resume } : { token: state.token };
+  const e2eeKeyText = publicKey();
+  if (e2eeKeyText) auth.e2ee_key = e2eeKeyText;
   const s: Socket = io(url, {
-    auth: { token: state.token }, transports: ["websocket"], reconnection: false, forceNew: true,
+    auth,
+    transports: ["websocket"], reconnection: false, forceNew: true,
     timeout: 10000, query: session ? { session } : {},
   });
   state.socket = s;
@@ -115,7 +124,11 @@ function open(index: number): void {
     if (state.view && data.rev < state.view.rev) return;
     syncServerClock(data.server_time);
     state.view = data;
+    e2eeView(data);
     render();
+  });
+  s.on("seat", (data: { resume?: unknown } | undefined) => {
+    if (current() && typeof data?.resume === "string" && data.resume) storeResume(data.resume);
   });
   s.on("config", (data: { ice_servers?: RTCIceServer[]; nodes?: unknown }) => {
     if (!current()) return;
@@ -126,6 +139,7 @@ function open(index: number): void {
   // The relay lost this page's media path (a media worker restarted): start media over.
   s.on("media_reset", () => { if (current()) { dropMedia(); ensureMedia(); } });
   s.on("chat", (data: ChatMessage) => { if (current()) addChat(data); });
+  s.on("e2ee_key", (data: IncomingKey) => { if (current() && data && typeof data === "object") e2eeKey(data); });
   s.on("notice", (data: Notice) => { if (current()) onNotice(data); });
   s.on("ended", () => {
     if (current()) endScreen("The session has ended", "Thank you for joining. You can close this window.", "ended");

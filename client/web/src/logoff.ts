@@ -10,7 +10,7 @@ import { forgetToken } from "./token";
 
 /** Screens where someone may just be watching and listening: ask before leaving. */
 export function askFirst(name: string): boolean {
-  return name === "waiting" || name === "session";
+  return name === "waiting" || name === "session" || name === "second-device";
 }
 
 /** Once a second: ask, count down, or sign out, by the screen's policy. */

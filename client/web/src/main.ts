@@ -12,12 +12,15 @@ import { deviceCheck } from "./screens/deviceCheck";
 import { endScreen } from "./screens/ended";
 import { state } from "./state";
 import { tick } from "./ticker";
-import { readToken } from "./token";
+import { join } from "./connection";
+import { readObserve, readToken } from "./token";
 
 state.token = readToken();
 watchActivity();
 if (!state.token) {
   endScreen("This link is incomplete", "Open the link from your invitation again, or ask the clinic for a new one.");
+} else if (readObserve()) {
+  join();  // an observer never publishes: no camera check, no camera or microphone prompt
 } else {
   void deviceCheck();
 }

@@ -5,6 +5,11 @@
 
 export type Ack = { ok: boolean; error?: { code: string; message: string } };
 export type SignalMessage = { type: "offer" | "answer"; sdp: string };
+/** End-to-end encryption's hooks (e2ee/index.ts): given only in e2ee sessions. */
+export type TransformHooks = {
+  sender(transceiver: RTCRtpTransceiver): void;
+  receiver(receiver: RTCRtpReceiver): void;
+};
 
 /** The clinic's STUN/TURN servers, from the server's `config` message (empty in tests).
  * Always explicit: a browser given none never falls back to a public server. */
@@ -17,6 +22,13 @@ export class RelayPeer {
   readonly pc: RTCPeerConnection;
   private chain: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Our own senders by kind, once the first offer made them. */
+  private readonly senders = new Map<string, RTCRtpSender>();
+  /** What each sender should carry (null: nothing, so no packets), set by `setSending`. */
+  private desired: Record<"audio" | "video", MediaStreamTrack | null> | null = null;
+  /** The screen-share section: offered from the start without a track (share.ts). */
+  private screen: RTCRtpTransceiver | null = null;
+  private screenTrack: MediaStreamTrack | null = null;
 
   constructor(
     private readonly local: MediaStream | null,
@@ -24,11 +36,13 @@ export class RelayPeer {
     private readonly onStream: (publisherId: string, stream: MediaStream) => void,
     private readonly onProblem: (text: string, detail?: string) => void,
     iceServers: RTCIceServer[] = [],
+    private readonly e2ee?: TransformHooks,
   ) {
     this.pc = new RTCPeerConnection(rtcConfig(iceServers));
     this.pc.addEventListener("track", (event) => {
+      this.e2ee?.receiver(event.receiver);
       const stream = event.streams[0];
-      // The stream id (msid) of every forwarded track is the publisher's participant id.
+      // The stream id (msid) of every forwarded track is the publisher's handle (never its id).
       if (stream) this.onStream(stream.id, stream);
     });
   }
@@ -38,8 +52,16 @@ export class RelayPeer {
     this.enqueue(async () => {
       const tracks = this.local ? this.local.getTracks() : [];
       for (const track of tracks) {
-        this.pc.addTransceiver(track, { direction: "sendonly", streams: [this.local!] });
+        const transceiver = this.pc.addTransceiver(track, { direction: "sendonly", streams: [this.local!] });
+        this.e2ee?.sender(transceiver);
+        this.senders.set(track.kind, transceiver.sender);
       }
+      if (this.desired) this.setSending(this.desired);
+      // The screen share's own section, trackless until a share starts: sharing is then a
+      // replaceTrack, never a renegotiation. The relay knows it by `a=content:slides`.
+      this.screen = this.pc.addTransceiver("video", { direction: "sendonly" });
+      this.e2ee?.sender(this.screen);
+      if (this.screenTrack) await this.screen.sender.replaceTrack(this.screenTrack);
       if (tracks.length === 0) this.pc.addTransceiver("audio", { direction: "recvonly" });
       const offer = await this.pc.createOffer();
       await this.pc.setLocalDescription(offer);
@@ -62,6 +84,34 @@ export class RelayPeer {
     });
   }
 
+  /** Send these tracks (null: stop sending that kind: the sender carries no track, so no
+   * RTP at all leaves, unlike a disabled track's black frames and silence). No renegotiation:
+   * the relay keeps the m-section and sees the packets stop, or start again. */
+  setSending(tracks: Record<"audio" | "video", MediaStreamTrack | null>): void {
+    this.desired = tracks;
+    for (const [kind, sender] of this.senders) {
+      const want = tracks[kind as "audio" | "video"] ?? null;
+      if (sender.track === want) continue;
+      sender.replaceTrack(want).catch((err) => {
+        if (!this.closed) this.onProblem(`Media problem: ${err instanceof Error ? err.name : "error"}`, String(err));
+      });
+    }
+  }
+
+  /** Share `track` as the screen (null: stop; no packets leave). */
+  setScreen(track: MediaStreamTrack | null): void {
+    this.screenTrack = track;
+    if (!this.screen || this.screen.sender.track === track) return;
+    this.screen.sender.replaceTrack(track).catch((err) => {
+      if (!this.closed) this.onProblem(`Media problem: ${err instanceof Error ? err.name : "error"}`, String(err));
+    });
+  }
+
+  /** Whether our sender of `kind` carries a track (for the tests' debug hook). */
+  sendingTrack(kind: "audio" | "video"): boolean {
+    return !!this.senders.get(kind)?.track;
+  }
+
   close(): void {
     this.closed = true;
     try {
@@ -72,8 +122,9 @@ export class RelayPeer {
   }
 
   private async reply(type: "offer" | "answer"): Promise<void> {
-    const sdp = this.pc.localDescription?.sdp;
+    let sdp = this.pc.localDescription?.sdp;
     if (this.closed || !sdp) return;
+    if (type === "offer" && this.screen?.mid) sdp = markScreen(sdp, this.screen.mid);
     const ack = await this.send({ type, sdp });
     if (!ack.ok) this.onProblem(`Media negotiation refused: ${ack.error?.message ?? "unknown"}`);
   }
@@ -106,7 +157,7 @@ export class RelayPeer {
     });
   }
 
-  /** framesDecoded per publisher (for the tests' debug hook and the connection indicator). */
+  /** framesDecoded per publisher handle (for the tests' debug hook and the connection indicator). */
   async inbound(): Promise<Record<string, { video: number; audio: number }>> {
     const out: Record<string, { video: number; audio: number }> = {};
     const report = await this.pc.getStats();
@@ -121,6 +172,15 @@ export class RelayPeer {
     });
     return out;
   }
+}
+
+/** `sdp` with the section of `mid` marked as the screen share (`a=content:slides`, RFC 4796):
+ * only the text sent to the relay carries it (no munging of the local description). */
+export function markScreen(sdp: string, mid: string): string {
+  return sdp.split(/\r\nm=/).map((section, i) => {
+    if (i === 0 || !new RegExp(`\r\na=mid:${mid.replace(/[^A-Za-z0-9]/g, "")}(\r\n|$)`).test(section + "\r\n")) return section;
+    return section.replace(`\r\na=mid:${mid}`, `\r\na=mid:${mid}\r\na=content:slides`);
+  }).join("\r\nm=");
 }
 
 /** The msid stream id of the m-section `mid` in the remote description. */

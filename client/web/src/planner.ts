@@ -3,7 +3,7 @@
 import { append, clear, duration, h, setText } from "./dom";
 import type { Ack } from "./media";
 import { serverNow } from "./serverClock";
-import { ROLES, type PeerView, type PlanRoomWire, type View } from "./types";
+import { ROLES, isClinician, type PeerView, type PlanRoomWire, type View } from "./types";
 
 type Emit = (event: string, data: unknown) => Promise<Ack>;
 type PlanRoom = { name: string; scenario: string; members: Record<string, string> };
@@ -42,7 +42,8 @@ export class Planner {
   update(view: View): void {
     this.view = view;
     this.names = new Map(view.participants.map((p) => [p.id, p.name]));
-    const clients = view.participants.filter((p) => p.role === "client");
+    // Family members rehearse like clients; clinicians run the rooms.
+    const clients = view.participants.filter((p) => !isClinician(p.role));
     const key = JSON.stringify([clients.map((p) => [p.id, p.name]), !!view.breakouts?.saved]);
     this.clients = clients;
     if (key !== this.clientsKey) {
@@ -187,7 +188,12 @@ export class Planner {
           ? h("span", { class: "badge", text: "You are here" })
           : h("button", { type: "button", class: "secondary", text: "Visit",
             "aria-label": `Visit ${room.name}`,
-            onclick: () => this.emit("breakout_visit", { room: room.id }) })));
+            onclick: () => this.emit("breakout_visit", { room: room.id }) }),
+        Object.values(room.roles).includes("protagonist") && Object.values(room.roles).includes("antagonist")
+          ? h("button", { type: "button", class: "secondary", text: "Swap roles",
+            "aria-label": `Swap protagonist and antagonist in ${room.name}`,
+            onclick: () => this.emit("breakout_swap", { room: room.id }) })
+          : null));
     }
     const broadcast = h("input", { type: "text", maxlength: 500, placeholder: "Two minutes left" });
     const extend = h("input", { type: "number", min: 1, max: 60, value: "5" });

@@ -52,7 +52,8 @@ export interface PageState {
   audioOnly: boolean;
   micId: string;
   camId: string;
-  /** Own mic/camera switched off by this person (the therapist's mute is `view.you.muted`). */
+  /** Own mutes asked for and not yet confirmed by the server: sending stops at once (the
+   * server's record of this person's mutes is `view.you.muted_self` / `muted`). */
   selfMuted: { audio: boolean; video: boolean };
   /** The one peer connection to the relay, while admitted and connected. */
   peer: RelayPeer | null;
@@ -72,6 +73,12 @@ export interface PageState {
   opening: Promise<void>;
   idlePrompt: { dialog: HTMLDialogElement; count: HTMLElement; deadline: number } | null;
   signingOut: boolean;
+  /** The waiting room's check-in form is open again ("Change") over an earlier check-in. */
+  checkinEditing: boolean;
+  /** A clinician sent this person back to the waiting room (the notice's calm text; "" else). */
+  backToWaiting: string;
+  /** The screen (getDisplayMedia track) this page shares, while it shares (share.ts). */
+  screenTrack: MediaStreamTrack | null;
 }
 
 export const state: PageState = {
@@ -101,10 +108,13 @@ export const state: PageState = {
   opening: Promise.resolve(),
   idlePrompt: null,
   signingOut: false,
+  checkinEditing: false,
+  backToWaiting: "",
+  screenTrack: null,
 };
 
 /** Elements of the current screen that later updates need (emptied whenever the screen
- * changes): banner, waited, notices, title, breakout, grid, controls, chatLog, mic, cam,
+ * changes): banner, waited, notices, checkin (waiting room), title, breakout, grid, controls, chatLog, mic, cam,
  * hand, help, lock, end; for therapists also waitingList, waitSend, waitForm, admitAll,
  * expected, people. */
 export const ui: Record<string, HTMLElement> = {};

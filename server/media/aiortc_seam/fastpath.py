@@ -100,7 +100,8 @@ class SendPath:
     def rtp(self, header: bytes | bytearray, payload: bytes) -> None:
         """Protect and send one RTP packet given as header bytes + payload."""
         dtls = self._dtls
-        if self._nominated is None:
+        nominated = self._nominated
+        if nominated is None:
             run_now(dtls._send_rtp(b"".join((header, payload))))
             return
         if dtls._state is not _DtlsState.CONNECTED:
@@ -118,17 +119,18 @@ class SendPath:
         length[0] = end
         if _srtp_protect(self._srtp, self._cdata, length) != _SRTP_OK:
             raise pylibsrtp.Error("srtp_protect failed")
-        self._sendto(view[0 : length[0]])
+        self._sendto(nominated, view[0 : length[0]])
 
     def rtcp(self, data: bytes) -> None:
         """Protect and send one serialized RTCP packet (rare: PLI, NACK)."""
         dtls = self._dtls
-        if self._nominated is None:
+        nominated = self._nominated
+        if nominated is None:
             run_now(dtls._send_rtp(data))
             return
         if dtls._state is not _DtlsState.CONNECTED:
             raise ConnectionError("Cannot send encrypted RTCP, not connected")
-        self._sendto(dtls._tx_srtp.protect_rtcp(data))
+        self._sendto(nominated, dtls._tx_srtp.protect_rtcp(data))
 
     def _use(self, session: pylibsrtp.Session) -> None:
         self._session = session
@@ -138,11 +140,11 @@ class SendPath:
         self._view = memoryview(session._buffer)
         self._limit = len(session._cdata) - _SRTP_MAX_TRAILER_LEN
 
-    def _sendto(self, data: bytes | memoryview) -> None:
+    def _sendto(self, nominated: dict[int, Any], data: bytes | memoryview) -> None:
         """Send on the nominated pair. `data` may view the SRTP buffer: only asyncio's own
-        datagram transport gets it as is (it sends at once, or copies what it must queue)."""
-        assert self._nominated is not None
-        pair = self._nominated.get(1)
+        datagram transport gets it as is (it sends at once, or copies what it must queue).
+        `nominated` is `self._nominated`, passed in by the callers that found it set."""
+        pair = nominated.get(1)
         if pair is not self._pair:
             if pair is None:
                 raise ConnectionError("Cannot send data, not connected")
@@ -228,13 +230,13 @@ def _receive_directly(protocol: StunProtocol, dtls: RTCDtlsTransport, parser: Rt
         session = dtls._rx_srtp
         if (
             session is None
+            or not isinstance(data, bytes)
             or len(data) < 8
-            or not 127 < data[0] < 192  # type: ignore[operator]
+            or not 127 < data[0] < 192
             or dtls._state is not connected
         ):
             stock(data, addr)
             return
-        assert isinstance(data, bytes)
         dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
         dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
         if 191 < data[1] < 209:  # SRTCP (aiortc's `is_rtcp`)

@@ -1,10 +1,10 @@
 """The typed messages between the control plane and a media worker, both directions.
 
-The channel is deliberately narrow: media plans, SDP, session closes and stats. Keyframe
-requests never cross it: a subscriber's PLI and a new subscriber's wait for a keyframe are
-handled inside the worker that holds both ends. Nothing in it carries a name or any other
-PHI: participants are the ids the plans already use, and no message is ever logged with
-its content.
+The channel is deliberately narrow: media plans, SDP, session closes, what media was seen
+and when it flowed, and stats. Keyframe requests never cross it: a subscriber's PLI and a
+new subscriber's wait for a keyframe are handled inside the worker that holds both ends.
+Nothing in it carries a name or any other PHI: participants are the ids the plans already
+use, and no message is ever logged with its content.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ class Grant(_Message):
     room: str
     send_audio: bool
     send_video: bool
+    handle: str = ""
+    send_screen: bool = False
 
 
 # -- control plane -> worker ----------------------------------------------------------------
@@ -41,11 +43,13 @@ class ApplyPlan(_Message):
     def of(cls, plan: MediaPlan) -> ApplyPlan:
         return cls(session_id=plan.session_id, grants=tuple(
             Grant(participant_id=g.participant_id, room=g.room, send_audio=g.send_audio,
-                  send_video=g.send_video) for g in plan.grants.values()))
+                  send_video=g.send_video, handle=g.handle, send_screen=g.send_screen)
+            for g in plan.grants.values()))
 
     def plan(self) -> MediaPlan:
         return MediaPlan(self.session_id, {g.participant_id: MediaGrant(
-            g.participant_id, g.room, g.send_audio, g.send_video) for g in self.grants})
+            g.participant_id, g.room, g.send_audio, g.send_video, g.handle, g.send_screen)
+            for g in self.grants})
 
 
 class Signal(_Message):
@@ -98,6 +102,25 @@ class Published(_Message):
     kinds: tuple[Literal["audio", "video"], ...]
 
 
+class Flow(_Message):
+    """A kind of a participant's media started or stopped flowing allowed, `ago_s` ago."""
+
+    type: Literal["flow"] = "flow"
+    session_id: str
+    participant_id: str
+    kind: Literal["audio", "video"]
+    flowing: bool
+    ago_s: float
+
+
+class Talk(_Message):
+    """Seconds each participant spoke since the worker's previous report (speakers only)."""
+
+    type: Literal["talk"] = "talk"
+    session_id: str
+    seconds: dict[str, float]
+
+
 class Stats(_Message):
     """The worker's own counters, sent about once a second."""
 
@@ -111,7 +134,7 @@ class Stats(_Message):
 
 ToWorker = Annotated[ApplyPlan | Signal | CloseSession,
                      Field(discriminator="type")]
-FromWorker = Annotated[Ready | SignalReply | RelayOffer | Published | Stats,
+FromWorker = Annotated[Ready | SignalReply | RelayOffer | Published | Flow | Talk | Stats,
                        Field(discriminator="type")]
 TO_WORKER: TypeAdapter[ToWorker] = TypeAdapter(ToWorker)
 FROM_WORKER: TypeAdapter[FromWorker] = TypeAdapter(FromWorker)

@@ -240,6 +240,13 @@ class WorkerPool:
                 kinds: frozenset[MediaKind] = frozenset(message.kinds)
                 self._background.spawn(self._listener.media_published(
                     message.session_id, message.participant_id, kinds))
+            case m.Flow():
+                self._background.spawn(self._listener.media_flow(
+                    message.session_id, message.participant_id, message.kind,
+                    message.flowing, message.ago_s))
+            case m.Talk():
+                self._background.spawn(self._listener.talk_time(
+                    message.session_id, dict(message.seconds)))
             case m.Stats():
                 slot.stats = message
 

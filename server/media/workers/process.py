@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Mapping
 
 from server.media.background import Background
 from server.media.relay import MediaRelay
@@ -47,6 +48,16 @@ class _ChannelListener:
     ) -> None:
         self._channel.send(m.Published(session_id=session_id, participant_id=participant_id,
                                        kinds=tuple(sorted(kinds))))
+
+    async def media_flow(
+        self, session_id: str, participant_id: str, kind: MediaKind, flowing: bool,
+        ago_s: float,
+    ) -> None:
+        self._channel.send(m.Flow(session_id=session_id, participant_id=participant_id,
+                                  kind=kind, flowing=flowing, ago_s=ago_s))
+
+    async def talk_time(self, session_id: str, seconds: Mapping[str, float]) -> None:
+        self._channel.send(m.Talk(session_id=session_id, seconds=dict(seconds)))
 
 
 class Worker:

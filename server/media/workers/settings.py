@@ -21,6 +21,7 @@ class WorkerSettings(BaseModel):
     gather_loopback: bool
     negotiation_timeout_s: float
     log_level: str = "INFO"
+    flow_sample_s: float = 2.0
 
     @classmethod
     def of(cls, relay: RelaySettings, log_level: str = "INFO") -> WorkerSettings:
@@ -31,6 +32,7 @@ class WorkerSettings(BaseModel):
             gather_loopback=relay.gather_loopback,
             negotiation_timeout_s=relay.negotiation_timeout_s,
             log_level=log_level,
+            flow_sample_s=relay.flow_sample_s,
         )
 
     def relay_settings(self) -> RelaySettings:
@@ -39,4 +41,5 @@ class WorkerSettings(BaseModel):
             allowed_networks=tuple(ipaddress.ip_network(n) for n in self.allowed_networks),
             gather_loopback=self.gather_loopback,
             negotiation_timeout_s=self.negotiation_timeout_s,
+            flow_sample_s=self.flow_sample_s,
         )

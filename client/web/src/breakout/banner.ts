@@ -4,6 +4,7 @@
 import { append, clear, h, setText } from "../dom";
 import { cap, countdownText } from "../planner";
 import { state, ui } from "../state";
+import { isClinician } from "../types";
 
 export function renderBreakoutBanner(): void {
   const view = state.view;
@@ -21,7 +22,7 @@ export function renderBreakoutBanner(): void {
     clear(el);
     const role = view.you.breakout_role;
     append(el,
-      h("h2", {}, view.you.role === "therapist" ? "Visiting: " : "Breakout room: ", h("span", { class: "room-name", text: room.name })),
+      h("h2", {}, isClinician(view.you.role) ? "Visiting: " : "Breakout room: ", h("span", { class: "room-name", text: room.name })),
       role ? h("p", { class: "role" }, "Your role: ", h("strong", { class: "role-name", text: cap(role) })) : null,
       room.scenario ? h("p", { class: "scenario" }, "Scenario: ", h("span", { class: "scenario-text", text: room.scenario })) : null,
       role === "observer" ? h("p", { class: "observer", text: "You are observing: listen-only. Others in the room do not hear or see you; you will share feedback afterwards." }) : null,

@@ -3,10 +3,11 @@
 import { clear } from "../dom";
 import { resetIdle } from "../idle";
 import { askFirst, closeIdlePrompt } from "../logoff";
-import { ensureMedia } from "../mediaSession";
+import { dropMedia, ensureMedia } from "../mediaSession";
 import { app, state, ui } from "../state";
 import { endScreen } from "./ended";
 import { renderSession } from "./session";
+import { renderSecondDevice } from "./secondDevice";
 import { renderWaiting } from "./waiting";
 
 /** Start a new screen (empty page, no element references or planner from the last one). */
@@ -31,9 +32,15 @@ export function render(): void {
   const lastNotice = state.lastNotice;
   if (session.ended) {
     endScreen("The session has ended", "Thank you for joining. You can close this window.", "ended");
+  } else if (you.second_device === "waiting" && (you.status === "waiting" || you.status === "admitted")) {
+    // This person is connected on another device: this one waits for the therapist.
+    renderSecondDevice();
   } else if (you.status === "waiting") {
+    // Sent back to the waiting room: the relay closed this page's media path.
+    if (state.peer) dropMedia();
     renderWaiting();
   } else if (you.status === "admitted") {
+    state.backToWaiting = "";
     renderSession();
     ensureMedia();
   } else if (you.status === "denied") {

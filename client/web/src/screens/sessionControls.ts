@@ -1,28 +1,32 @@
-// The own controls under the video grid: mic, camera, hand, "Ask for help" (in a breakout),
-// for therapists lock and end; Leave.
+// The own controls under the video grid: mic, camera, hand, "Ask for help" (clients and
+// family members, anywhere: help.ts), for therapists lock and end; Leave. Observers (the
+// invite role) have no mic or camera: they never publish.
 
 import { h, setText } from "../dom";
 import { emit } from "../connection";
-import { applyLocalEnabled } from "../mediaSession";
+import { helpButton } from "../help";
+import { applySending, toggleOwnMute } from "../mediaSession";
+import { type Kind, ownMute } from "../mutes";
 import { state, ui } from "../state";
-import { toast } from "../toast";
+import { buildShareControls } from "../share";
 import { twoStep } from "../twoStep";
+import { isClinician, isObserver } from "../types";
 import { leave } from "./ended";
 import { renderTiles } from "./videoGrid";
 
 export function buildControls(therapist: boolean): void {
   const c = ui.controls;
-  const { selfMuted } = state;
-  ui.mic = h("button", { type: "button", class: "control", onclick: () => {
-    selfMuted.audio = !selfMuted.audio; applyLocalEnabled(); renderControls(); renderTiles();
-  } });
-  ui.cam = h("button", { type: "button", class: "control", onclick: () => {
-    selfMuted.video = !selfMuted.video; applyLocalEnabled(); renderControls(); renderTiles();
-  } });
+  const toggle = (kind: Kind) => () => {
+    const done = toggleOwnMute(kind);
+    renderControls(); renderTiles();
+    void done.then(() => { renderControls(); renderTiles(); });
+  };
+  ui.mic = h("button", { type: "button", class: "control", onclick: toggle("audio") });
+  ui.cam = h("button", { type: "button", class: "control", onclick: toggle("video") });
   ui.hand = h("button", { type: "button", class: "control", onclick: () => emit("hand", { raised: !state.view?.you.hand }) });
-  ui.help = h("button", { type: "button", class: "control", text: "Ask for help", hidden: true,
-    onclick: () => emit("breakout_help", {}).then((a) => { if (a.ok) toast("Your therapist has been asked to help.", "info"); }) });
-  c.append(ui.mic, ui.cam, ui.hand, ui.help);
+  ui.help = helpButton();
+  ui.help.hidden = true;
+  c.append(ui.mic, ui.cam, ui.hand, ui.help, ...buildShareControls(therapist));
   if (therapist) {
     ui.lock = h("button", { type: "button", class: "control", onclick: () => emit("lock", { locked: !state.view?.session.locked }) });
     ui.end = twoStep("End session", "Confirm: end for everyone", "danger", () => emit("end", {}));
@@ -34,12 +38,13 @@ export function buildControls(therapist: boolean): void {
 export function renderControls(): void {
   const view = state.view;
   if (!view) return;
-  const { local, selfMuted } = state;
-  const forced = view.you.muted ?? { audio: false, video: false };
+  const { local } = state;
+  applySending();
+  const forced = view.you.muted_by_therapist ?? { audio: false, video: false };
   const hasAudio = !!local?.getAudioTracks().length;
   const hasVideo = !!local?.getVideoTracks().length;
-  const micOff = selfMuted.audio || forced.audio;
-  const camOff = selfMuted.video || forced.video;
+  const micOff = ownMute("audio") || forced.audio;
+  const camOff = ownMute("video") || forced.video;
   setText(ui.mic, !hasAudio ? "No microphone" : forced.audio ? "Mic muted by therapist" : micOff ? "Unmute microphone" : "Mute microphone");
   ui.mic.setAttribute("aria-pressed", String(micOff));
   (ui.mic as HTMLButtonElement).disabled = !hasAudio || forced.audio;
@@ -48,8 +53,9 @@ export function renderControls(): void {
   (ui.cam as HTMLButtonElement).disabled = !hasVideo || forced.video;
   setText(ui.hand, view.you.hand ? "Lower hand" : "Raise hand");
   ui.hand.setAttribute("aria-pressed", String(!!view.you.hand));
-  const inBreakout = !!view.breakouts?.open && !!view.you.room && view.you.room !== "main";
-  ui.help.hidden = !(inBreakout && view.you.role === "client");
+  // Help from anywhere, for the people the session is for (not clinicians, not observers).
+  ui.help.hidden = isClinician(view.you.role) || isObserver(view.you.role);
+  ui.mic.hidden = ui.cam.hidden = isObserver(view.you.role);
   if (ui.lock) {
     setText(ui.lock, view.session.locked ? "Unlock session" : "Lock session");
     ui.lock.setAttribute("aria-pressed", String(view.session.locked));

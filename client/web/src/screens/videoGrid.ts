@@ -2,36 +2,36 @@
 // with name, initials (shown when there is no picture) and badges.
 
 import { clear, h, setText, syncList } from "../dom";
+import { sending } from "../mutes";
 import { cap } from "../planner";
 import { state, ui } from "../state";
 
-type TileItem = { id: string; name: string; self: boolean; muted: { audio: boolean; video: boolean }; hand: boolean; role: string; breakoutRole: string | null };
+type TileItem = { id: string; handle: string; name: string; self: boolean; muted: { audio: boolean; video: boolean }; hand: boolean; role: string; breakoutRole: string | null };
 
 export function renderTiles(): void {
   const view = state.view;
   if (!view || !ui.grid) return;
-  const { local, selfMuted } = state;
+  const { local } = state;
   const room = view.you.room;
-  const forced = view.you.muted ?? { audio: false, video: false };
   const items: TileItem[] = [{
-    id: view.you.id, name: `${view.you.name?.split(" ")[0] ?? "You"} (you)`, self: true,
-    muted: { audio: selfMuted.audio || forced.audio || !local?.getAudioTracks().length,
-      video: selfMuted.video || forced.video || !local?.getVideoTracks().length },
+    id: view.you.id, handle: view.you.handle ?? "", name: `${view.you.name?.split(" ")[0] ?? "You"} (you)`, self: true,
+    muted: { audio: !sending("audio") || !local?.getAudioTracks().length,
+      video: !sending("video") || !local?.getVideoTracks().length },
     hand: !!view.you.hand, role: view.you.role ?? "client", breakoutRole: view.you.breakout_role,
   }];
   for (const p of view.participants) {
-    if (p.id === view.you.id || p.room !== room || p.status !== "admitted") continue;
-    items.push({ id: p.id, name: p.name, self: false, muted: p.muted, hand: p.hand, role: p.role,
+    if (p.handle === view.you.handle || p.room !== room || p.status !== "admitted") continue;
+    items.push({ id: p.id, handle: p.handle, name: p.name, self: false, muted: p.muted, hand: p.hand, role: p.role,
       breakoutRole: p.breakout_role ?? null });
   }
-  syncList(ui.grid, items, (t) => t.id, createTile, updateTile);
+  syncList(ui.grid, items, (t) => t.handle, createTile, updateTile);
   ui.grid.dataset.count = String(items.length);
 }
 
 function createTile(t: TileItem): HTMLElement {
   const video = h("video", { autoplay: true, playsInline: true, muted: t.self });
   const initials = h("div", { class: "initials", "aria-hidden": "true" });
-  return h("figure", { class: `tile${t.self ? " self" : ""}`, "data-pid": t.id },
+  return h("figure", { class: `tile${t.self ? " self" : ""}`, "data-pid": t.id, "data-handle": t.handle },
     video, initials,
     h("figcaption", {}, h("span", { class: "name" }), h("span", { class: "badges" })));
 }
@@ -39,7 +39,7 @@ function createTile(t: TileItem): HTMLElement {
 function updateTile(el: HTMLElement, t: TileItem): void {
   const video = el.querySelector("video")!;
   const local = state.local;
-  const stream = t.self ? (local && local.getVideoTracks().length ? local : null) : state.streams.get(t.id) ?? null;
+  const stream = t.self ? (local && local.getVideoTracks().length ? local : null) : state.streams.get(t.handle) ?? null;
   if (video.srcObject !== stream) {
     video.srcObject = stream;
     if (stream) video.play().catch(() => undefined);
@@ -51,6 +51,8 @@ function updateTile(el: HTMLElement, t: TileItem): void {
   el.classList.toggle("hand-up", t.hand);
   const badges: string[] = [];
   if (t.role === "therapist") badges.push("Therapist");
+  if (t.role === "co_therapist") badges.push("Co-therapist");
+  if (t.role === "observer") badges.push("Observing");  // disclosed to the group
   if (t.breakoutRole) badges.push(cap(t.breakoutRole));
   if (t.muted.audio) badges.push("Mic off");
   if (t.muted.video) badges.push("Camera off");
