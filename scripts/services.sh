@@ -306,3 +306,17 @@ ensure_systemd_analyze() {
     fi
 }
 
+# ---------------------------------------------------------------------------- docker compose
+# Compose v2 (`docker compose`) is in none of the registries this machine reaches (Debian 12
+# has only compose v1, which cannot read the Compose Specification's top-level `name:`).
+# Nothing is installed: the summary says plainly whether deploy/docker-compose.yml was run
+# through `docker compose config` or checked statically only (tests/deploy).
+report_compose() {
+    if command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
+        SVC_SUMMARY+=("compose:  $(docker compose version --short 2>/dev/null)")
+    else
+        svc_loud "NO docker compose (v2) here: deploy/docker-compose.yml is checked statically" \
+                 "only; \`docker compose config\` runs where the plugin is installed."
+        SVC_SUMMARY+=("compose:  MISSING (deploy/docker-compose.yml checked statically only)")
+    fi
+}
