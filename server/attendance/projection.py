@@ -219,6 +219,12 @@ def _media_minutes(media: MediaAccount, span: timedelta) -> Decimal | None:
     return None if not media.measured and media.kinds else minutes(_seconds(span))
 
 
+def _add_talk(tracks: dict[str, _Track], event: e.TalkTime) -> None:
+    for pid, seconds in event.seconds.items():
+        if pid in tracks:
+            tracks[pid].spoke += Decimal(str(seconds))
+
+
 def project(
     events: Sequence[e.Event],
     as_of: datetime,
@@ -255,10 +261,13 @@ def project(
             continue
         state = apply(state, event)
         if ended_at is not None:
-            # Nothing changes attendance after the end, except a late report of media
-            # the relay saw before it (modality is about what was sent, not when filed).
+            # Nothing changes attendance after the end, except late reports of what the
+            # relay saw before it: media published (modality is about what was sent, not
+            # when it was filed) and the last talk report, made when the relay closes.
             if isinstance(event, e.MediaPublished):
                 track(event.participant_id).media.published(event)
+            elif isinstance(event, e.TalkTime):
+                _add_talk(tracks, event)
             continue
         match event:
             case e.InviteIssued():
@@ -317,9 +326,7 @@ def project(
             case e.CheckedIn():
                 track(event.participant_id).checkins.append(event)
             case e.TalkTime():
-                for pid, seconds in event.seconds.items():
-                    if pid in tracks:
-                        tracks[pid].spoke += Decimal(str(seconds))
+                _add_talk(tracks, event)
             case e.SessionEnded():
                 ended_at = at
                 for t in tracks.values():

@@ -201,7 +201,9 @@ def _decide(
             return [e.SecondDeviceRefused(at=now, participant_id=target.id,
                                           device=target.pending_device, by=actor.id)]
         case _ if isinstance(command, share.COMMANDS):
-            if state.ended:
+            # The relay's last talk report comes when it closes the session, after the
+            # end: what was said in the final seconds still counts.
+            if state.ended and not isinstance(command, c.ReportTalk):
                 return Rejected("conflict", ended_reason(state))
             return share.decide(state, command, actor, now)
         case _ if isinstance(command, asides.COMMANDS):

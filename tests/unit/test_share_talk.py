@@ -257,3 +257,14 @@ def test_talk_reports_become_events_views_for_clinicians_and_minutes_in_the_expo
     header = to_csv([rows["c1"]]).splitlines()[0].split(",")
     assert header.index("minutes_speaking") > header.index("minutes_audio")
 
+
+def test_the_relays_last_report_after_the_end_still_counts() -> None:
+    """The relay reports every few seconds and once more when it closes the session, which
+    happens after `SessionEnded`: the final seconds of speech are in the export."""
+    s = group("c1")
+    s.at(30)
+    s.ok(therapist(), c.End())
+    [talk] = s.ok(c.SYSTEM, c.ReportTalk({"c1": 3.0}))
+    assert talk == e.TalkTime(at=s.now, seconds={"c1": 3.0})
+    rows = {r.participant_id: r for r in project(s.events, as_of=T0 + timedelta(hours=2))}
+    assert rows["c1"].minutes_speaking == Decimal("0.05")
