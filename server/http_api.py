@@ -487,12 +487,35 @@ API_ROUTES: tuple[tuple[str, str, tuple[Scope, ...], Handler], ...] = (
 """Every /api/ route with the scopes that admit a key to it, checked before the handler
 (and so before the body is read or the session looked up)."""
 
+_AUDITED_READS: frozenset[Handler] = frozenset({get_session, list_nodes})
+"""Reads that append nothing themselves (attendance and disclosures do, as exports)."""
+
+
+async def _audit_call(request: web.Request, action: str, status: int) -> None:
+    """One audit event for a call that leaves no other trace naming its key."""
+    route = request.match_info.route.resource
+    await _audit_keys(request, action, method=request.method, status=status,
+                      route=route.canonical if route is not None else request.path,
+                      session_id=request.match_info.get("session_id"))
+
 
 def _scoped(scopes: tuple[Scope, ...], handler: Handler) -> Handler:
+    """The route's scope check, and the audit of calls nothing else records: a refusal
+    (a key trying what it may not is what a security review looks for) and the reads in
+    `_AUDITED_READS`. Changes are in the ledger under the key's id, exports and key
+    management in the audit stream already."""
     @functools.wraps(handler)
     async def checked(request: web.Request) -> web.StreamResponse:
-        _require(request, *scopes)
-        return await handler(request)
+        try:
+            _require(request, *scopes)
+            response = await handler(request)
+        except ApiError as exc:
+            if exc.status == 403:
+                await _audit_call(request, "api_call_refused", exc.status)
+            raise
+        if handler in _AUDITED_READS:
+            await _audit_call(request, "api_read", response.status)
+        return response
 
     return checked
 

@@ -283,6 +283,35 @@ async def test_session_changes_and_exports_name_the_key_that_made_them(
     assert [r["by"] for r in exports] == [f"api_key:{key_id(keys['attendance'])}"]
 
 
+async def test_refused_calls_and_plain_reads_are_audited_under_their_key(
+    api: Api, keys: dict[str, str], server: CircleServer
+) -> None:
+    """What nothing else records still names its key: a key trying outside its scopes, and
+    the reads that are not exports (a session's summary, the node list)."""
+    sid = await api.create_session()
+    attendance, scheduler = keys["attendance"], keys["schedule"]
+    refused = await as_key(api, attendance).request(
+        "POST", f"/api/v1/sessions/{sid}/invites", json=CLIENT_INVITE)
+    assert refused == (403, forbidden("schedule"))
+    assert (await as_key(api, scheduler).request("GET", "/api/v1/nodes"))[0] == 403
+    assert (await as_key(api, scheduler).request("GET", f"/api/v1/sessions/{sid}"))[0] == 200
+    assert (await as_key(api, keys["admin"]).request("GET", "/api/v1/nodes"))[0] == 200
+
+    audit = await _records(server, AUDIT_STREAM)
+
+    def by(secret: str) -> list[tuple[Any, ...]]:
+        return [(r["type"], r["method"], r["route"], r["session_id"], r["status"])
+                for r in audit if r.get("by") == f"api_key:{key_id(secret)}"
+                and r["type"] in ("api_call_refused", "api_read")]
+
+    invites = "/api/v1/sessions/{session_id}/invites"
+    assert by(attendance)[-1] == ("api_call_refused", "POST", invites, sid, 403)
+    assert by(scheduler)[-2:] == [
+        ("api_call_refused", "GET", "/api/v1/nodes", None, 403),
+        ("api_read", "GET", "/api/v1/sessions/{session_id}", sid, 200)]
+    assert by(keys["admin"])[-1] == ("api_read", "GET", "/api/v1/nodes", None, 200)
+
+
 # -- keys from before scopes -------------------------------------------------------------
 
 
