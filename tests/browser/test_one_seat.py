@@ -1,11 +1,15 @@
 """One seat per person in the browser: the same join link opened in a second browser waits
-calmly, the therapist's console asks "second device", and allowing it moves the seat."""
+calmly, the therapist's console asks "second device", and allowing it moves the seat; the
+same browser coming back after a drop resumes at once with its resume secret."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
 from tests.integration.server_fixtures import Api, api, server  # noqa: F401
+from tests.integration.test_one_seat import Proxy
 
 from .browser_fixtures import Browser, Person, chromium, sees_video  # noqa: F401
 
@@ -65,3 +69,50 @@ async def test_a_second_browser_with_the_same_link_waits_and_allowing_it_moves_t
     assert await tp.get_by_role("button", name="Admit Ann Lee").count() == 0, "no re-admit"
     errors = chromium.console_errors()
     assert errors == {}, errors
+
+
+async def test_a_browser_whose_connection_dropped_unnoticed_takes_its_seat_back_at_once(
+    api: Api, chromium: Browser  # noqa: F811
+) -> None:
+    """The page keeps the resume secret of its connection (sessionStorage) and presents it
+    when it reconnects: while the server still holds the old, silent connection, that is
+    what tells this browser from a second device with the same link."""
+    sid = await api.create_session()
+    proxy = Proxy(api.server.port)
+    await proxy.start()
+    try:
+        therapist = await chromium.open(
+            "therapist", await join_link(api, sid, "t1", "Dr Kim Park", "therapist"))
+        await join(therapist)
+        invite = await api.invite(sid, "c1", "Ann Lee")
+        ann = await chromium.open("ann", f"{proxy.url}/join?token={invite['token']}")
+        await join(ann)
+        tp = therapist.page
+        await tp.get_by_role("button", name="Admit Ann Lee").click()
+        await ann.page.get_by_role("toolbar", name="Your controls").wait_for()
+        assert await ann.debug("connected()")
+        links = list(proxy.links)
+
+        for link in links:  # the page loses its socket; the server's side stays open, silent
+            link.cut()
+        await ann.page.wait_for_function("() => window.circleDebug.connected()", timeout=15_000)
+        # The server lets the old socket go (a close frame on its link) only when replaced;
+        # the other links are the page's idle HTTP connections.
+        closing = [asyncio.ensure_future(link.server_closing.wait()) for link in links]
+        done, pending = await asyncio.wait(closing, timeout=15,
+                                           return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        assert done, "the server never closed the socket it had not seen drop"
+        await ann.page.get_by_role("toolbar", name="Your controls").wait_for()
+        assert await ann.page.get_by_role("heading", name=ALREADY_HERE).count() == 0
+        assert await tp.get_by_text("second device waiting").count() == 0
+        assert await tp.get_by_role("button", name="Admit Ann Lee").count() == 0, "no re-admit"
+        await sees_video(therapist, "c1")
+    finally:
+        await proxy.close()
+    status, data = await api.request("GET", api.attendance_query(sid, session=sid,
+                                                                 format="json"))
+    assert status == 200
+    (row,) = [r for r in data["rows"] if r["participant_id"] == "c1"]
+    assert row["disconnects"] == 0, "no drop was recorded: the seat was resumed"
