@@ -76,6 +76,16 @@ def test_observers_run_no_therapist_command(command: c.Command) -> None:
     assert s.refused(observer(), command).code == "forbidden"
 
 
+def test_an_observer_never_shares_even_when_clients_may() -> None:
+    s = group("c1")
+    s.join("o1", "observer", "Sam Trainee")
+    s.ok(therapist(), c.SetSharePolicy(True))
+    assert s.refused(observer(), c.StartShare()).code == "forbidden"
+    s.ok(client("c1"), c.StartShare())
+    assert s.refused(observer(), c.StopShare("c1")).code == "forbidden"
+    assert not plan_for(s.state).grants["o1"].send_screen
+
+
 # -- send back to waiting ------------------------------------------------------------------
 
 
