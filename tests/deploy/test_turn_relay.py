@@ -16,6 +16,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from aioice import stun
 from aioice.turn import create_turn_endpoint
 
 from client.participant import MediaOptions
+from server.doctor import turn_check
 from server.turn import TurnCredentials, turn_password
 from tests.integration.clock import now
 from tests.integration.server_fixtures import Api, CircleServer, settle
@@ -161,3 +163,21 @@ async def test_the_shipped_config_refuses_to_relay_to_loopback(tmp_path: Path) -
             transport.close()
         assert isinstance(refused[0], stun.TransactionFailed), refused
         assert refused[0].response.attributes["ERROR-CODE"][0] == 403
+
+
+async def test_coturn_itself_refuses_a_credential_once_it_has_expired(turn: Coturn) -> None:
+    """A credential's lifetime is enforced by the TURN server, not only by what Circle
+    hands out: the same minting with an expiry a minute past is refused (401), while one
+    still valid allocates. coturn compares with the machine's clock, so this uses it too."""
+    wall = datetime.now(UTC)
+
+    def minted(at: datetime) -> tuple[str, str]:
+        mint = TurnCredentials(turn.secret, (turn.url(),), 60, lambda: at, lambda v: "probe")
+        username = mint.username("s", "p")
+        return username, turn_password(turn.secret, username)
+
+    valid = await turn_check(turn.url(), *minted(wall))
+    assert valid.status == "ok", valid.line()
+    expired = await turn_check(turn.url(), *minted(wall - timedelta(seconds=120)))
+    assert expired.status == "problem" and "refused Circle's credentials (401" in expired.detail, \
+        expired.line()
