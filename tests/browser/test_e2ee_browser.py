@@ -102,6 +102,26 @@ async def test_three_browsers_see_and_hear_each_other_and_share_one_safety_code(
     for person in (kim, ann, bo):
         status = person.page.locator("#e2ee-status")
         assert "End-to-end encrypted" in (await status.text_content() or "")
+
+    # Modality is read from what reached the relay, encrypted or not.
+    status, data = await api.request("GET", api.attendance_query(sid, session=sid,
+                                                                 format="json"))
+    assert status == 200
+    rows = {r["participant_id"]: r for r in data["rows"]}
+    assert {rows[p]["modality"] for p in ("t1", "c1", "c2")} == {"audio-video"}, rows
+    # A therapist's mute still holds at the relay: Bo's camera stops reaching Ann, his
+    # audio goes on.
+    await kim.page.get_by_role("button", name="Stop Bo Diaz's camera").click()
+    await kim.page.get_by_role("button", name="Allow Bo Diaz's camera").wait_for()
+
+    async def bo_video_at_ann() -> int:
+        return int((await ann.debug("inbound()")).get(ids["c2"], {}).get("video", 0))
+
+    bo_audio_at_ann = audio_packets(ann, ids["c2"])
+    await advance(25, bo_audio_at_ann, timeout=15, interval=0.1)  # what was in flight
+    frames = await bo_video_at_ann()
+    await advance(75, bo_audio_at_ann, timeout=15, interval=0.1)
+    assert await bo_video_at_ann() == frames, "muted video still reached Ann"
     assert chromium.console_errors() == {}
 
 
