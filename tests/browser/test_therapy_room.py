@@ -94,12 +94,16 @@ async def test_help_reaches_the_therapist_whose_aside_button_opens_a_private_asi
     await bp.locator(f'figure[data-pid="{dr}"]').wait_for(state="detached")
     assert await bp.get_by_text("aside", exact=False).count() == 0
     await tp.locator('figure[data-pid="c2"]').wait_for(state="detached")
+    # One aside at a time: the console offers no second one meanwhile.
+    await tp.get_by_role("button", name="End the aside with Ann Lee").wait_for()
+    assert await tp.get_by_role("button", name="Aside with Bob Stone").count() == 0
     await therapist.shot("17-aside-therapist")
     publish_doc_shot("17-aside-therapist")
     await ann.shot("18-aside-client")
 
     await banner.get_by_role("button", name="End aside").click()
     await banner.wait_for(state="hidden")
+    await tp.get_by_role("button", name="Aside with Bob Stone").wait_for()
     await sees_video(bob, a)
     await sees_video(bob, dr)
     assert chromium.console_errors() == {}

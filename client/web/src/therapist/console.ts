@@ -189,7 +189,8 @@ function updatePersonRow(el: HTMLElement, p: PeerView): void {
     isAsideRoom(p.room) ? "in an aside" : view.breakouts?.open ? `in ${roomName}` : ""].filter(Boolean);
   setText(el.querySelector(".state")!, facts.join(" · "));
   // The buttons are rebuilt only when what they show changes: a half-done two-step survives.
-  const key = JSON.stringify([p.muted, p.muted_by_therapist, p.role, p.name, view.breakouts?.open, view.breakouts?.rooms.map((r) => [r.id, r.name]), p.room]);
+  const inAside = !!view.you.aside;  // one aside at a time per clinician: no "Aside" meanwhile
+  const key = JSON.stringify([p.muted, p.muted_by_therapist, p.role, p.name, view.breakouts?.open, view.breakouts?.rooms.map((r) => [r.id, r.name]), p.room, inAside]);
   if (el.dataset.built === key) return;
   el.dataset.built = key;
   const actions = el.querySelector(".actions")!;
@@ -201,6 +202,11 @@ function updatePersonRow(el: HTMLElement, p: PeerView): void {
     return;
   }
   const held = heldMutes(p);
+  const aside = isAsideRoom(p.room)
+    ? [h("button", { type: "button", class: "secondary", text: "End aside", "aria-label": `End the aside with ${p.name}`,
+      onclick: () => emit("aside_close", { participant_id: p.id }) })]
+    : inAside ? [] : [h("button", { type: "button", class: "secondary", text: "Aside", "aria-label": `Aside with ${p.name}`,
+      onclick: () => emit("aside_open", { participant_id: p.id }) })];
   actions.append(
     h("button", { type: "button", class: "secondary", text: held.audio ? "Unmute mic" : "Mute mic",
       "aria-label": `${held.audio ? "Unmute" : "Mute"} ${p.name}'s microphone`,
@@ -209,11 +215,7 @@ function updatePersonRow(el: HTMLElement, p: PeerView): void {
       "aria-label": `${held.video ? "Allow" : "Stop"} ${p.name}'s camera`,
       onclick: () => emit("mute", { participant_id: p.id, kind: "video", muted: !held.video }) }),
     remove(),
-    isAsideRoom(p.room)
-      ? h("button", { type: "button", class: "secondary", text: "End aside", "aria-label": `End the aside with ${p.name}`,
-        onclick: () => emit("aside_close", { participant_id: p.id }) })
-      : h("button", { type: "button", class: "secondary", text: "Aside", "aria-label": `Aside with ${p.name}`,
-        onclick: () => emit("aside_open", { participant_id: p.id }) }),
+    ...aside,
     h("button", { type: "button", class: "secondary", text: "Back to waiting room",
       "aria-label": `Send ${p.name} back to the waiting room`,
       onclick: () => emit("send_to_waiting", { participant_id: p.id }) }),
