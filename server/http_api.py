@@ -487,8 +487,9 @@ API_ROUTES: tuple[tuple[str, str, tuple[Scope, ...], Handler], ...] = (
 """Every /api/ route with the scopes that admit a key to it, checked before the handler
 (and so before the body is read or the session looked up)."""
 
-_AUDITED_READS: frozenset[Handler] = frozenset({get_session, list_nodes})
-"""Reads that append nothing themselves (attendance and disclosures do, as exports)."""
+_AUDITED_READS: frozenset[Handler] = frozenset({get_session})
+"""Reads of a session that append nothing themselves (attendance and disclosures do, as
+exports). The node list is not one: it holds no patient data, and monitoring polls it."""
 
 
 async def _audit_call(request: web.Request, action: str, status: int) -> None:
