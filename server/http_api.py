@@ -514,7 +514,7 @@ def _scoped(scopes: tuple[Scope, ...], handler: Handler) -> Handler:
             if exc.status == 403:
                 await _audit_call(request, "api_call_refused", exc.status)
             raise
-        if handler in _AUDITED_READS:
+        if handler in _AUDITED_READS and response.status == 200:  # a 404 disclosed nothing
             await _audit_call(request, "api_read", response.status)
         return response
 
